@@ -1,0 +1,43 @@
+// Package loader streams fixed-shape training batches from a prepared
+// dataset (see package shard), packing or padding documents, split across
+// data-parallel ranks, with a resumable position that is a few integers.
+//
+// # Order
+//
+// The document order of an epoch is a pure function of (seed, epoch): the
+// dataset's blocks (all shards) are permuted, consecutive runs of
+// ShuffleBlocks permuted blocks form groups, and the documents of each group
+// are permuted. The loader decodes one group at a time, so memory is bounded
+// by ShuffleBlocks blocks and reading is sequential within a group.
+//
+// Rank r of w takes positions r, r+w, r+2w, ... of that order, so every
+// document belongs to exactly one rank each epoch. Ranks can need different
+// numbers of batches; every rank yields StepsPerEpoch(epoch) batches, the
+// maximum over ranks, and a rank that runs out first yields all-padding
+// batches (Batch.Filler, nothing trained) for the remainder. No document is
+// dropped; EpochInfo counts the filler batches.
+//
+// # Rows
+//
+// A document of n tokens contributes n-1 (input, target) pairs: inputs
+// t[0..n-2] and targets t[1..n-1], so a target never crosses a document end.
+// Weight is the shard's loss mask of the target token; Target is -100
+// wherever Weight is 0 (masked or padding). Pos restarts at 0 for every
+// document and DocID numbers the documents of a row from 1 (0 = padding) for
+// block-diagonal causal attention. One-token documents have no pairs and are
+// skipped (counted).
+//
+// Pack mode places documents in order, each into the first row of the
+// current batch with room for it (first fit); a document that fits no row
+// starts the next batch. A document with more than SeqLen pairs is cut into
+// pieces of SeqLen pairs (the last one shorter); each piece restarts Pos at
+// 0 and is placed like a document, its last target being the next piece's
+// first input. Pad mode puts one document per row, truncated to SeqLen pairs
+// (the cut pairs are counted).
+//
+// # Resume
+//
+// State (epoch, step, position in the rank's sequence, pairs already taken
+// from a document cut across batches) is JSON-serializable. New with a State
+// continues exactly where that state was taken, seeking in O(1) reads.
+package loader
