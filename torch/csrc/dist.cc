@@ -1,0 +1,211 @@
+// dist.cc: c10d process groups (TCPStore rendezvous; Gloo on CPU, NCCL on CUDA) and the collectives the trainer
+// uses. Gradient buckets are flattened into one buffer per call so that a collective moves one tensor.
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+#ifndef MSM_NO_DIST
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifndef MSM_NO_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#ifdef MSM_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#endif
+
+using msm::T;
+
+#ifndef MSM_NO_DIST
+namespace {
+
+#if MSM_TORCH_AT_LEAST(2, 0)
+using PGBase = c10d::Backend;
+#else
+using PGBase = c10d::ProcessGroup;
+#endif
+
+struct PG {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<PGBase> pg;
+  int world = 1;
+  bool cuda = false;  // NCCL: collectives run on CUDA tensors
+};
+
+PG &P(msm_pg h) {
+  if (h == nullptr) throw std::invalid_argument("dist: nil process group");
+  return *static_cast<PG *>(h);
+}
+
+void wait(c10::intrusive_ptr<c10d::Work> w) {
+  if (!w->wait()) throw std::runtime_error("dist: collective did not complete");
+}
+
+// flat runs fn on one contiguous buffer holding all of ts, then copies the result back.
+template <typename F>
+void flat(const msm_tensor *ts, int n, F fn) {
+  std::vector<at::Tensor> v;
+  for (int i = 0; i < n; i++) v.push_back(T(ts[i]));
+  if (n == 1 && v[0].is_contiguous()) {
+    fn(v[0]);
+    return;
+  }
+  std::vector<at::Tensor> flats;
+  for (auto &t : v) flats.push_back(t.reshape({-1}));
+  auto buf = at::cat(flats);
+  fn(buf);
+  int64_t off = 0;
+  for (auto &t : v) {
+    t.copy_(buf.narrow(0, off, t.numel()).view_as(t));
+    off += t.numel();
+  }
+}
+
+}  // namespace
+#endif
+
+extern "C" {
+
+char *msm_pg_new(const char *backend, const char *host, int port, int rank, int world, int timeout_ms, msm_pg *out) {
+  MSM_TRY
+#ifdef MSM_NO_DIST
+  (void)backend, (void)host, (void)port, (void)rank, (void)world, (void)timeout_ms, (void)out;
+  throw std::runtime_error("dist: libmsmtorch was built without c10d");
+#else
+  auto timeout = std::chrono::milliseconds(timeout_ms);
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(port);
+  so.isServer = rank == 0;
+  so.numWorkers = static_cast<size_t>(world);
+  so.waitWorkers = true;
+  so.timeout = timeout;
+  auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
+  auto *p = new PG();
+  p->store = store;
+  p->world = world;
+  std::string b(backend);
+  try {
+    if (b == "gloo") {
+#ifdef MSM_NO_GLOO
+      throw std::runtime_error("dist: libmsmtorch was built without Gloo (install libgloo-dev and rebuild)");
+#else
+      auto o = c10d::ProcessGroupGloo::Options::create();
+      o->timeout = timeout;
+      std::string h(host);
+      if (const char *ifname = std::getenv("GLOO_SOCKET_IFNAME")) {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      } else if (h == "127.0.0.1" || h == "localhost") {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      } else {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      }
+      p->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, o);
+#endif
+    } else if (b == "nccl") {
+#ifdef MSM_NCCL
+      auto o = c10d::ProcessGroupNCCL::Options::create();
+      o->timeout = timeout;
+      p->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, o);
+      p->cuda = true;
+#else
+      throw std::runtime_error("dist: backend nccl needs libmsmtorch built against a CUDA libtorch with NCCL");
+#endif
+    } else {
+      throw std::invalid_argument("dist: unknown backend \"" + b + "\" (want gloo or nccl)");
+    }
+  } catch (...) {
+    delete p;
+    throw;
+  }
+  *out = p;
+#endif
+  MSM_CATCH
+}
+
+void msm_pg_free(msm_pg pg) {
+#ifndef MSM_NO_DIST
+  delete static_cast<PG *>(pg);
+#else
+  (void)pg;
+#endif
+}
+
+char *msm_pg_allreduce(msm_pg h, const msm_tensor *ts, int n, int op) {
+  MSM_TRY
+#ifdef MSM_NO_DIST
+  (void)h, (void)ts, (void)n, (void)op;
+  throw std::runtime_error("dist: libmsmtorch was built without c10d");
+#else
+  auto &p = P(h);
+  at::NoGradGuard ng;
+  c10d::AllreduceOptions o;
+  switch (op) {
+    case 0:
+    case 1: o.reduceOp = c10d::ReduceOp::SUM; break;
+    case 2: o.reduceOp = c10d::ReduceOp::MAX; break;
+    case 3: o.reduceOp = c10d::ReduceOp::MIN; break;
+    default: throw std::invalid_argument("dist: unknown reduce op " + std::to_string(op));
+  }
+  flat(ts, n, [&](at::Tensor &buf) {
+    std::vector<at::Tensor> v{buf};
+    wait(p.pg->allreduce(v, o));
+    if (op == 1) buf.div_(p.world);
+  });
+#endif
+  MSM_CATCH
+}
+
+char *msm_pg_broadcast(msm_pg h, const msm_tensor *ts, int n, int root) {
+  MSM_TRY
+#ifdef MSM_NO_DIST
+  (void)h, (void)ts, (void)n, (void)root;
+  throw std::runtime_error("dist: libmsmtorch was built without c10d");
+#else
+  auto &p = P(h);
+  at::NoGradGuard ng;
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  flat(ts, n, [&](at::Tensor &buf) {
+    std::vector<at::Tensor> v{buf};
+    wait(p.pg->broadcast(v, o));
+  });
+#endif
+  MSM_CATCH
+}
+
+char *msm_pg_allgather(msm_pg h, msm_tensor in, msm_tensor *outs, int world) {
+  MSM_TRY
+#ifdef MSM_NO_DIST
+  (void)h, (void)in, (void)outs, (void)world;
+  throw std::runtime_error("dist: libmsmtorch was built without c10d");
+#else
+  auto &p = P(h);
+  at::NoGradGuard ng;
+  if (world != p.world) throw std::invalid_argument("dist: all_gather needs one output per rank");
+  std::vector<at::Tensor> src{T(in).contiguous()};
+  std::vector<std::vector<at::Tensor>> dst(1);
+  for (int i = 0; i < world; i++) dst[0].push_back(at::empty_like(src[0]));
+  wait(p.pg->allgather(dst, src));
+  for (int i = 0; i < world; i++) outs[i] = msm::wrap(dst[0][i]);
+#endif
+  MSM_CATCH
+}
+
+char *msm_pg_barrier(msm_pg h) {
+  MSM_TRY
+#ifdef MSM_NO_DIST
+  (void)h;
+  throw std::runtime_error("dist: libmsmtorch was built without c10d");
+#else
+  auto &p = P(h);
+  // A barrier as a one-element all-reduce: works the same on every backend and version.
+  auto t = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(p.cuda ? at::kCUDA : at::kCPU));
+  std::vector<at::Tensor> v{t};
+  wait(p.pg->allreduce(v));
+#endif
+  MSM_CATCH
+}
+
+}  // extern "C"

@@ -1,0 +1,99 @@
+package torch
+
+/*
+#include <stdlib.h>
+#include "msmtorch.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"time"
+)
+
+// ProcessGroup is a c10d process group: a TCPStore rendezvous plus Gloo (CPU) or NCCL (CUDA) collectives.
+// torch/dist builds one from launcher variables.
+type ProcessGroup struct {
+	pg          C.msm_pg
+	Rank, World int
+	Backend     string
+}
+
+// NewProcessGroup joins the group: rank 0 serves the store on host:port, the others connect to it. It blocks
+// until all world ranks have joined or timeout passes.
+func NewProcessGroup(backend, host string, port, rank, world int, timeout time.Duration) (*ProcessGroup, error) {
+	if rank < 0 || rank >= world {
+		return nil, fmt.Errorf("torch: dist: rank %d outside world size %d", rank, world)
+	}
+	cb, f1 := cstr(backend)
+	defer f1()
+	ch, f2 := cstr(host)
+	defer f2()
+	var pg C.msm_pg
+	if err := check("dist_init", C.msm_pg_new(cb, ch, C.int(port), C.int(rank), C.int(world), C.int(timeout.Milliseconds()), &pg)); err != nil {
+		return nil, err
+	}
+	return &ProcessGroup{pg: pg, Rank: rank, World: world, Backend: backend}, nil
+}
+
+// Close leaves the group.
+func (p *ProcessGroup) Close() {
+	if p != nil && p.pg != nil {
+		C.msm_pg_free(p.pg)
+		p.pg = nil
+	}
+}
+
+// ReduceOp selects how AllReduce combines values.
+type ReduceOp int
+
+// Reduce ops.
+const (
+	ReduceOpSum ReduceOp = iota
+	ReduceOpAvg
+	ReduceOpMax
+	ReduceOpMin
+)
+
+// AllReduce reduces ts in place across ranks; the tensors travel as one flattened buffer (a bucket).
+func (p *ProcessGroup) AllReduce(ts []*Tensor, op ReduceOp) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	hs, err := handles(ts, make([]C.msm_tensor, 0, len(ts)))
+	if err != nil {
+		return err
+	}
+	return check("all_reduce", C.msm_pg_allreduce(p.pg, &hs[0], C.int(len(hs)), C.int(op)))
+}
+
+// Broadcast copies root's ts to every rank, in place.
+func (p *ProcessGroup) Broadcast(ts []*Tensor, root int) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	hs, err := handles(ts, make([]C.msm_tensor, 0, len(ts)))
+	if err != nil {
+		return err
+	}
+	return check("broadcast", C.msm_pg_broadcast(p.pg, &hs[0], C.int(len(hs)), C.int(root)))
+}
+
+// AllGather returns every rank's t, in rank order.
+func (p *ProcessGroup) AllGather(t *Tensor) ([]*Tensor, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	out := make([]C.msm_tensor, p.World)
+	if err := check("all_gather", C.msm_pg_allgather(p.pg, t.h, &out[0], C.int(p.World))); err != nil {
+		return nil, err
+	}
+	res := make([]*Tensor, p.World)
+	for i, h := range out {
+		res[i] = newTensor(h)
+	}
+	return res, nil
+}
+
+// Barrier waits until every rank reaches it.
+func (p *ProcessGroup) Barrier() error { return check("barrier", C.msm_pg_barrier(p.pg)) }
