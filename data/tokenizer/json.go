@@ -157,6 +157,9 @@ func build(b []byte, name string) (*Tokenizer, error) {
 		if a.Content == "" {
 			return nil, ferr(fmt.Sprintf("added_tokens[%d].content", i), "empty")
 		}
+		if id, ok := m.Vocab[a.Content]; ok {
+			a.ID = id // the Rust library gives an added token that is also a model token the model's id
+		}
 		if a.ID < 0 {
 			return nil, ferr(fmt.Sprintf("added_tokens[%d].id", i), "negative id %d", a.ID)
 		}
