@@ -59,11 +59,15 @@ func TestVariantsParity(t *testing.T) {
 		}},
 		{"bytelevel-regex", func(f map[string]any) { f["pre_tokenizer"] = byteLevel(false, true) }},
 		{"bytelevel-regex-prefix", func(f map[string]any) { f["pre_tokenizer"] = byteLevel(true, true) }},
-		{"bytelevel-prefix-no-regex", func(f map[string]any) { f["pre_tokenizer"] = seq(split("Isolated", false, qwen), byteLevel(true, false)) }},
+		{"bytelevel-prefix-no-regex", func(f map[string]any) {
+			f["pre_tokenizer"] = seq(split("Isolated", false, qwen), byteLevel(true, false))
+		}},
 		{"llama-pattern", func(f map[string]any) {
 			f["pre_tokenizer"] = seq(split("Isolated", false, map[string]string{"Regex": llamaPattern}), byteLevel(false, false))
 		}},
-		{"isolated-invert", func(f map[string]any) { f["pre_tokenizer"] = seq(split("Isolated", true, qwen), byteLevel(false, false)) }},
+		{"isolated-invert", func(f map[string]any) {
+			f["pre_tokenizer"] = seq(split("Isolated", true, qwen), byteLevel(false, false))
+		}},
 		{"removed", func(f map[string]any) {
 			f["pre_tokenizer"] = seq(split("Removed", false, map[string]string{"Regex": `\s+`}), byteLevel(false, false))
 		}},
