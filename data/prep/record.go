@@ -1,0 +1,177 @@
+package prep
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/msmtrain/msmtrain/data/chat"
+	"github.com/msmtrain/msmtrain/data/tokenizer"
+)
+
+// RecordError is a bad input record, named by file and line.
+type RecordError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *RecordError) Error() string { return fmt.Sprintf("prep: %s:%d: %v", e.File, e.Line, e.Err) }
+
+// Unwrap returns the cause.
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// Reasons a record is rejected; RecordError wraps one of them or a JSON or
+// chat error.
+var (
+	ErrMalformed  = errors.New("malformed JSON")
+	ErrNoText     = errors.New(`missing or empty "text"`)
+	ErrNoMessages = errors.New(`missing or empty "messages"`)
+	ErrEmptyTurn  = errors.New("message with empty content")
+	ErrNoTrained  = errors.New("chat with nothing to train (no assistant turn)")
+)
+
+// encoder turns one record into token pieces; shared by all workers.
+type encoder struct {
+	cfg    *Config
+	tok    *tokenizer.Tokenizer
+	tmpl   *chat.Template
+	prefix []int32
+	eos    int32
+	opts   chat.Options
+}
+
+// processed is one record after parsing and tokenizing.
+type processed struct {
+	key       [16]byte // content hash
+	pieces    [][]int32
+	masks     [][]bool
+	truncated bool
+	split     bool
+	err       error
+}
+
+type docRecord struct {
+	Text *string `json:"text"`
+}
+
+type chatRecord struct {
+	Messages []chat.Message `json:"messages"`
+}
+
+func (e *encoder) process(kind string, line []byte) processed {
+	line = bytes.TrimSpace(line)
+	if kind == KindChats {
+		return e.chat(line)
+	}
+	var r docRecord
+	if err := json.Unmarshal(line, &r); err != nil {
+		return processed{err: fmt.Errorf("%w: %v", ErrMalformed, err)}
+	}
+	if r.Text == nil || strings.TrimSpace(*r.Text) == "" {
+		return processed{err: ErrNoText}
+	}
+	p := processed{key: hashKey("d", *r.Text)}
+	body := e.tok.Encode(*r.Text)
+	ids := make([]int32, 0, len(e.prefix)+len(body)+1)
+	ids = append(ids, e.prefix...)
+	for _, t := range body {
+		ids = append(ids, int32(t))
+	}
+	ids = append(ids, e.eos)
+	mask := make([]bool, len(ids))
+	for i := len(e.prefix); i < len(mask); i++ {
+		mask[i] = true
+	}
+	max := e.cfg.MaxLen
+	if len(ids) <= max {
+		p.pieces, p.masks = [][]int32{ids}, [][]bool{mask}
+		return p
+	}
+	if e.cfg.Overlong == "truncate" || len(e.prefix) >= max-1 {
+		p.truncated = true
+		p.pieces, p.masks = [][]int32{ids[:max]}, [][]bool{mask[:max]}
+		return p
+	}
+	// split: each piece is the prefix plus up to max-len(prefix) tokens.
+	p.split = true
+	step := max - len(e.prefix)
+	rest, rmask := ids[len(e.prefix):], mask[len(e.prefix):]
+	for len(rest) > 0 {
+		n := min(step, len(rest))
+		piece := append(append(make([]int32, 0, len(e.prefix)+n), e.prefix...), rest[:n]...)
+		pm := append(make([]bool, len(e.prefix), len(e.prefix)+n), rmask[:n]...)
+		p.pieces, p.masks = append(p.pieces, piece), append(p.masks, pm)
+		rest, rmask = rest[n:], rmask[n:]
+	}
+	return p
+}
+
+func (e *encoder) chat(line []byte) processed {
+	var r chatRecord
+	if err := json.Unmarshal(line, &r); err != nil {
+		return processed{err: fmt.Errorf("%w: %v", ErrMalformed, err)}
+	}
+	if len(r.Messages) == 0 {
+		return processed{err: ErrNoMessages}
+	}
+	parts := []string{"c"}
+	for i, m := range r.Messages {
+		if strings.TrimSpace(m.Content) == "" {
+			return processed{err: fmt.Errorf("%w: message %d (%s)", ErrEmptyTurn, i, m.Role)}
+		}
+		parts = append(parts, m.Role, m.Content)
+	}
+	ids, mask, err := e.tmpl.Render(r.Messages, e.opts)
+	if err != nil {
+		return processed{err: err}
+	}
+	p := processed{key: hashKey(parts...)}
+	if len(ids) > e.cfg.MaxLen {
+		ids, mask, p.truncated = ids[:e.cfg.MaxLen], mask[:e.cfg.MaxLen], true
+	}
+	trained := false
+	for _, m := range mask {
+		trained = trained || m
+	}
+	if !trained {
+		if p.truncated {
+			return processed{err: fmt.Errorf("%w within max_len %d", ErrNoTrained, e.cfg.MaxLen)}
+		}
+		return processed{err: ErrNoTrained}
+	}
+	out := make([]int32, len(ids))
+	for i, t := range ids {
+		out[i] = int32(t)
+	}
+	p.pieces, p.masks = [][]int32{out}, [][]bool{mask}
+	return p
+}
+
+// hashKey hashes length-prefixed parts.
+func hashKey(parts ...string) [16]byte {
+	h := sha256.New()
+	var n [8]byte
+	for _, s := range parts {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	var k [16]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// draw returns a uniform number in [0, 1) from the seed, a purpose and a key.
+func draw(seed uint64, purpose byte, key [16]byte) float64 {
+	var b [25]byte
+	binary.LittleEndian.PutUint64(b[:], seed)
+	b[8] = purpose
+	copy(b[9:], key[:])
+	s := sha256.Sum256(b[:])
+	return float64(binary.LittleEndian.Uint64(s[:])>>11) / (1 << 53)
+}
