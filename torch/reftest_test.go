@@ -116,7 +116,10 @@ func refCases() []refCase {
 		{"slice", []input{f(5, 7)}, func(x []*Tensor) *Tensor { return x[0].Slice(1, 1, 7, 2) }, "x[0][:, 1:7:2]", 0},
 		{"cat", []input{f(2, 3), f(2, 5)}, func(x []*Tensor) *Tensor { return Cat(x, 1) }, "torch.cat(x, 1)", 0},
 		{"stack", []input{f(2, 3), f(2, 3)}, func(x []*Tensor) *Tensor { return Stack(x, 0) }, "torch.stack(x, 0)", 0},
-		{"split", []input{f(7, 3)}, func(x []*Tensor) *Tensor { s, _ := x[0].Split(3, 0); return s[2].MulScalar(2).Add(s[0].Narrow(0, 0, 1)) }, "x[0].split(3, 0)[2] * 2 + x[0].split(3, 0)[0][:1]", 0},
+		{"split", []input{f(7, 3)}, func(x []*Tensor) *Tensor {
+			s, _ := x[0].Split(3, 0)
+			return s[2].MulScalar(2).Add(s[0].Narrow(0, 0, 1))
+		}, "x[0].split(3, 0)[2] * 2 + x[0].split(3, 0)[0][:1]", 0},
 		{"chunk", []input{f(4, 6)}, func(x []*Tensor) *Tensor { s, _ := x[0].Chunk(3, 1); return s[1].Mul(s[2]) }, "x[0].chunk(3, 1)[1] * x[0].chunk(3, 1)[2]", 1e-6},
 		{"index_select", []input{f(6, 4), ii(6, 5)}, func(x []*Tensor) *Tensor { return x[0].IndexSelect(0, x[1]) }, "x[0].index_select(0, x[1])", 0},
 		{"gather", []input{f(4, 6), ii(6, 4, 3)}, func(x []*Tensor) *Tensor { return x[0].Gather(1, x[1]) }, "x[0].gather(1, x[1])", 0},
@@ -132,7 +135,9 @@ func refCases() []refCase {
 		{"bmm", []input{f(2, 3, 4), f(2, 4, 5)}, func(x []*Tensor) *Tensor { return x[0].Bmm(x[1]) }, "torch.bmm(x[0], x[1])", 1e-5},
 		{"linear", []input{f(2, 3, 4), f(5, 4), f(5)}, func(x []*Tensor) *Tensor { return Linear(x[0], x[1], x[2]) }, "F.linear(x[0], x[1], x[2])", 1e-5},
 		{"linear_nobias", []input{f(3, 4), f(5, 4)}, func(x []*Tensor) *Tensor { return Linear(x[0], x[1], nil) }, "F.linear(x[0], x[1])", 1e-5},
-		{"arith", []input{f(3, 4), f(4), p(3, 4)}, func(x []*Tensor) *Tensor { return x[0].Add(x[1]).Sub(x[1].MulScalar(0.5)).Mul(x[0]).Div(x[2]).AddScalar(1.5) }, "((x[0] + x[1]) - x[1] * 0.5) * x[0] / x[2] + 1.5", 1e-5},
+		{"arith", []input{f(3, 4), f(4), p(3, 4)}, func(x []*Tensor) *Tensor {
+			return x[0].Add(x[1]).Sub(x[1].MulScalar(0.5)).Mul(x[0]).Div(x[2]).AddScalar(1.5)
+		}, "((x[0] + x[1]) - x[1] * 0.5) * x[0] / x[2] + 1.5", 1e-5},
 		{"add_scaled", []input{f(3, 4), f(3, 4)}, func(x []*Tensor) *Tensor { return x[0].AddScaled(x[1], -0.25) }, "torch.add(x[0], x[1], alpha=-0.25)", 1e-6},
 		{"pow", []input{p(3, 4)}, func(x []*Tensor) *Tensor { return x[0].Pow(2.5) }, "x[0].pow(2.5)", 1e-5},
 		{"rsqrt", []input{p(3, 4)}, func(x []*Tensor) *Tensor { return x[0].Rsqrt() }, "x[0].rsqrt()", 1e-6},
@@ -276,7 +281,6 @@ func TestOpsAgainstPyTorch(t *testing.T) {
 	}
 	_ = base
 }
-
 
 // maxAbsDiff compares shapes and returns the largest elementwise difference (NaN if either has a NaN).
 func maxAbsDiff(a, b *Tensor) (float64, error) {
