@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -121,5 +122,12 @@ func NewByteLevel(merges int, corpus []string, special []string) ([]byte, error)
 			"fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": mergeList,
 		},
 	}
-	return json.MarshalIndent(f, "", " ")
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", " ")
+	if err := enc.Encode(f); err != nil {
+		return nil, fmt.Errorf("tokenizer: NewByteLevel: %w", err)
+	}
+	return buf.Bytes(), nil
 }
