@@ -35,6 +35,7 @@ var parityCorpus = []namedText{
 	{"mixed-scripts", "Ελληνικά Русский текст, Türkçe İı, Ǆemal ŉ ẞ ß"},
 	{"apostrophes", "rock'n'roll '' ''s '123 'é ' s ’s ‘t"},
 	{"control", "a\x00b\x01c\x7fd\x1be"},
+	{"long-words", strings.Repeat("a", 300) + " " + strings.Repeat("=-", 150) + " xyzzy" + strings.Repeat("Pneumonoultramicroscopicsilicovolcanoconiosis", 5) + " " + strings.Repeat("日本", 80) + strings.Repeat("😀", 40)},
 	{"single", "a"},
 	{"space", " "},
 	{"newline", "\n"},

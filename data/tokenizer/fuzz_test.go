@@ -53,7 +53,6 @@ func FuzzScanner(f *testing.F) {
 	})
 }
 
-
 // FuzzRoundTrip checks Decode(Encode(s)) == NFC(s) on the real Qwen3
 // tokenizer (NFC normalizer) when it is installed, and == s on a generated
 // one (no normalizer).
