@@ -457,3 +457,12 @@ func (t *Tensor) Item() (float64, error) {
 	}
 	return float64(v), nil
 }
+
+// ZerosLike returns zeros of t's dtype, shape and device.
+func ZerosLike(t *Tensor) *Tensor {
+	i, err := t.Info()
+	if err != nil {
+		return errTensor(err)
+	}
+	return Zeros(i.DType, i.Device, i.Shape...)
+}

@@ -49,10 +49,13 @@ variable_list call_go(uint64_t id, const variable_list &ins) {
 // backpropagates through the fresh graph. Parameter gradients accumulate into the leaves' .grad as in a plain
 // backward (the reentrant scheme of torch.utils.checkpoint).
 struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
-  static variable_list forward(AutogradContext *ctx, variable_list inputs, int64_t id) {
+  // inputs must reach apply as a TensorList: a std::vector would be taken for one non-tensor argument.
+  static variable_list forward(AutogradContext *ctx, at::TensorList inputs, int64_t id) {
     ctx->saved_data["id"] = id;
-    ctx->save_for_backward(inputs);
-    return call_go(static_cast<uint64_t>(id), inputs);
+    // The last input is a grad-requiring placeholder (see msm_checkpoint); the block never sees it.
+    variable_list in(inputs.begin(), inputs.end() - 1);
+    ctx->save_for_backward(in);
+    return call_go(static_cast<uint64_t>(id), in);
   }
 
   static variable_list backward(AutogradContext *ctx, variable_list grad_out) {
@@ -79,6 +82,7 @@ struct CheckpointFn : public torch::autograd::Function<CheckpointFn> {
     if (!o2.empty()) torch::autograd::backward(o2, g2);
     variable_list grads;
     for (auto &d : det) grads.push_back(d.requires_grad() ? d.grad() : at::Tensor());
+    grads.push_back(at::Tensor());  // placeholder
     grads.push_back(at::Tensor());  // id
     return grads;
   }
@@ -122,7 +126,10 @@ char *msm_checkpoint(uint64_t id, const msm_tensor *in, int nin, int flags, msm_
   for (int k = 0; k < nin; k++) ins.push_back(T(in[k]));
   variable_list outs;
   if ((flags & MSM_FLAG_GRAD) && at::GradMode::is_enabled()) {
-    outs = CheckpointFn::apply(ins, static_cast<int64_t>(id));
+    // A placeholder that requires grad makes the outputs part of the graph even when no input does (a first
+    // layer fed by an embedding of frozen weights, with trainable LoRA weights inside the block).
+    ins.push_back(at::empty({0}, at::TensorOptions().dtype(at::kFloat)).requires_grad_(true));
+    outs = CheckpointFn::apply(at::TensorList(ins), static_cast<int64_t>(id));
   } else {
     at::AutoGradMode off(false);
     outs = call_go(id, ins);
