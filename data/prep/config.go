@@ -14,8 +14,8 @@ const (
 // Source is one input of a prepared dataset.
 type Source struct {
 	Name   string  `toml:"name" json:"name"`
-	Path   string  `toml:"path" json:"path"` // a file or a glob
-	Kind   string  `toml:"kind" json:"kind"` // "documents" or "chats"
+	Path   string  `toml:"path" json:"path"`     // a file or a glob
+	Kind   string  `toml:"kind" json:"kind"`     // "documents" or "chats"
 	Weight float64 `toml:"weight" json:"weight"` // 0 or unset: 1
 }
 

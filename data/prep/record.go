@@ -32,7 +32,7 @@ var (
 	ErrNoText     = errors.New(`missing or empty "text"`)
 	ErrNoMessages = errors.New(`missing or empty "messages"`)
 	ErrEmptyTurn  = errors.New("message with empty content")
-	ErrNoTrained  = errors.New("chat with nothing to train (no assistant turn)")
+	ErrNoTrained  = errors.New("chat with nothing to train")
 )
 
 // encoder turns one record into token pieces; shared by all workers.

@@ -126,18 +126,23 @@ func (w *Writer) Add(tokens []int32, mask []bool, source int) error {
 			return err
 		}
 	}
-	for i, t := range tokens {
-		if w.h.width() == 2 {
-			w.raw = binary.LittleEndian.AppendUint16(w.raw, uint16(t))
-		} else {
+	if w.h.width() == 2 {
+		for _, t := range tokens {
+			w.raw = append(w.raw, byte(t), byte(t>>8))
+		}
+	} else {
+		for _, t := range tokens {
 			w.raw = binary.LittleEndian.AppendUint32(w.raw, uint32(t))
 		}
-		j := w.ntok + i
-		if j/8 >= len(w.mask) {
-			w.mask = append(w.mask, 0)
-		}
-		if mask[i] {
-			w.mask[j/8] |= 1 << (j % 8)
+	}
+	end := w.ntok + len(tokens)
+	for len(w.mask) < (end+7)/8 {
+		w.mask = append(w.mask, 0)
+	}
+	for i, m := range mask {
+		if m {
+			j := w.ntok + i
+			w.mask[j>>3] |= 1 << (j & 7)
 		}
 	}
 	w.ntok += len(tokens)
