@@ -1,0 +1,169 @@
+package dist
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/msmtrain/msmtrain/torch"
+)
+
+func TestFromEnv(t *testing.T) {
+	cases := []struct {
+		name string
+		env  map[string]string
+		want Env
+		err  string
+	}{
+		{"single", nil, Env{World: 1, Source: "single", MasterAddr: "127.0.0.1", MasterPort: 29500}, ""},
+		{"torchrun", map[string]string{"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3", "MASTER_ADDR": "n1", "MASTER_PORT": "1234"},
+			Env{3, 8, 3, "n1", 1234, "torchrun"}, ""},
+		{"slurm", map[string]string{"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "gpu[007-008]", "SLURM_JOB_ID": "123456"},
+			Env{5, 8, 1, "gpu007", 20000 + 123456%20000, "slurm"}, ""},
+		{"slurm master override", map[string]string{"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "4000"},
+			Env{0, 2, 0, "10.0.0.1", 4000, "slurm"}, ""},
+		{"bad rank", map[string]string{"RANK": "x", "WORLD_SIZE": "2"}, Env{}, "RANK=\"x\""},
+		{"rank too big", map[string]string{"RANK": "2", "WORLD_SIZE": "2"}, Env{}, "outside world size"},
+		{"bad port", map[string]string{"RANK": "0", "WORLD_SIZE": "2", "MASTER_PORT": "70000"}, Env{}, "out of range"},
+		{"slurm no nodelist", map[string]string{"SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, Env{}, "set MASTER_ADDR"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := FromEnv(func(k string) string { return c.env[k] })
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || got != c.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, c.want)
+			}
+		})
+	}
+}
+
+func TestFirstHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"node1": "node1", "a,b": "a", "gpu[003-005,9],login1": "gpu003", "x[1,2]": "x1", "rack[01-02]-gpu": "rack01-gpu",
+		"c[10-12].cluster,d1": "c10.cluster",
+	} {
+		if got, err := FirstHost(in); err != nil || got != want {
+			t.Errorf("FirstHost(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x]1[", "y[]"} {
+		if _, err := FirstHost(bad); err == nil {
+			t.Errorf("FirstHost(%q): no error", bad)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestTwoProcessGloo starts two processes of this test binary that join a Gloo group over loopback and run each
+// collective; each worker checks its own results and the parent checks that both succeeded.
+func TestTwoProcessGloo(t *testing.T) {
+	if os.Getenv("MSM_DIST_WORKER") != "" {
+		t.Skip("worker")
+	}
+	port := freePort(t)
+	var cmds []*exec.Cmd
+	outs := make([]*strings.Builder, 2)
+	for r := 0; r < 2; r++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestDistWorker$", "-test.v")
+		cmd.Env = append(os.Environ(), "MSM_DIST_WORKER=1", fmt.Sprintf("RANK=%d", r), "WORLD_SIZE=2",
+			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port))
+		outs[r] = &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = outs[r], outs[r]
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for r, cmd := range cmds {
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil || !strings.Contains(outs[r].String(), "WORKER OK") {
+				t.Errorf("rank %d: %v\n%s", r, err, outs[r])
+			}
+		case <-time.After(2 * time.Minute):
+			cmd.Process.Kill()
+			t.Fatalf("rank %d timed out\n%s", r, outs[r])
+		}
+	}
+}
+
+func TestDistWorker(t *testing.T) {
+	if os.Getenv("MSM_DIST_WORKER") == "" {
+		t.Skip("runs only as a child of TestTwoProcessGloo")
+	}
+	env, err := FromEnv(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := Init(env, "gloo", torch.CPU, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	r := float32(env.Rank)
+	check := func(what string, x *torch.Tensor, want []float32) {
+		t.Helper()
+		got, err := x.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: rank %d got %v want %v", what, env.Rank, got, want)
+			}
+		}
+	}
+	// all-reduce a bucket of two tensors of different shapes
+	a := torch.FromFloat32s([]float32{r + 1, 10 * (r + 1)})
+	b := torch.FromFloat32s([]float32{r, r, r, r}, 2, 2)
+	if err := pg.AllReduce([]*torch.Tensor{a, b}, torch.ReduceOpSum); err != nil {
+		t.Fatal(err)
+	}
+	check("sum a", a, []float32{3, 30})
+	check("sum b", b, []float32{1, 1, 1, 1})
+	c := torch.FromFloat32s([]float32{r * 4})
+	if err := pg.AllReduce([]*torch.Tensor{c}, torch.ReduceOpAvg); err != nil {
+		t.Fatal(err)
+	}
+	check("avg", c, []float32{2})
+	m := torch.FromFloat32s([]float32{r, -r})
+	if err := pg.AllReduce([]*torch.Tensor{m}, torch.ReduceOpMax); err != nil {
+		t.Fatal(err)
+	}
+	check("max", m, []float32{1, 0})
+	d := torch.FromFloat32s([]float32{r + 5, r + 6})
+	if err := pg.Broadcast([]*torch.Tensor{d}, 1); err != nil {
+		t.Fatal(err)
+	}
+	check("broadcast", d, []float32{6, 7})
+	g, err := pg.AllGather(torch.FromFloat32s([]float32{r * 100}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("gather 0", g[0], []float32{0})
+	check("gather 1", g[1], []float32{100})
+	if err := pg.Barrier(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("WORKER OK")
+}
