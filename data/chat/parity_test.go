@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/msmtrain/msmtrain/data/tokenizer"
+	"golang.org/x/text/unicode/norm"
 )
 
 func u(s string) Message   { return Message{"user", s} }
@@ -31,6 +32,8 @@ var chats = []struct {
 	{"unicode", []Message{u("日本語で？ Cafe\u0301 👨‍👩‍👧"), a("はい、もちろん。\u00a0😀 مرحبا")}},
 	{"system-middle", []Message{u("a"), a("b"), sys("now be formal"), u("c"), a("d")}},
 	{"trailing-user", []Message{u("a"), a("b"), u("c")}},
+	{"nfd-assistant", []Message{u("Cafe\u0301?"), a("re\u0301sume\u0301 \u1100\u1161\u11a8 e\u0301")}},
+	{"leading-newline", []Message{u("x"), a("\n\nstarts with newlines")}},
 	{"code", []Message{u("Write hello world in Go"), a("```go\npackage main\n\nfunc main() {\n\tprintln(\"hi\")\n}\n```")}},
 }
 
@@ -88,7 +91,7 @@ func maskedSpans(tok *tokenizer.Tokenizer, ids []int, mask []bool) []string {
 		for j < len(ids) && mask[j] {
 			j++
 		}
-		out = append(out, tok.Decode(ids[i:j]))
+		out = append(out, norm.NFC.String(tok.Decode(ids[i:j])))
 		i = j
 	}
 	return out
@@ -126,7 +129,17 @@ func TestRenderParity(t *testing.T) {
 						if turns == "last" {
 							spans = spans[len(spans)-1:]
 						}
-						if got := maskedSpans(tok, ids, mask); !slices.Equal(got, spans) {
+						// Qwen's NFC normalizer makes decoded text NFC.
+						for i := range spans {
+							spans[i] = norm.NFC.String(spans[i])
+						}
+						got := maskedSpans(tok, ids, mask)
+						if c.Messages[len(c.Messages)-1].Content[0] == '\n' && f.name != "qwen3" && f.name != "llama3" {
+							// A token straddling the header's "\n" and the content's
+							// leading newlines is trained: it holds content.
+							spans[len(spans)-1] = "\n" + spans[len(spans)-1]
+						}
+						if !slices.Equal(got, spans) {
 							t.Errorf("TrainTurns=%s: trained text %q, want %q", turns, got, spans)
 						}
 					}

@@ -43,12 +43,21 @@ type segment struct {
 	text string
 	off  int // byte offset of text in the string that was split
 	id   int
+	om   *offMap // set by EncodeOffsets when text is normalized: maps off back to the input
+}
+
+// toRaw maps an offset in the segment's coordinates to the encoded input.
+func (s *segment) toRaw(k int) int {
+	if s.om == nil {
+		return k
+	}
+	return s.om.toRaw(k)
 }
 
 // split appends the segments of s to dst; off is added to every offset.
 func (m *addedMatcher) split(dst []segment, s string, off int) []segment {
 	if m == nil {
-		return append(dst, segment{s, off, -1})
+		return append(dst, segment{text: s, off: off, id: -1})
 	}
 	start := 0 // end of the previous split
 	for i := 0; i < len(s); i++ {
@@ -93,14 +102,14 @@ func (m *addedMatcher) split(dst []segment, s string, off int) []segment {
 			}
 		}
 		if start < b {
-			dst = append(dst, segment{s[start:b], off + start, -1})
+			dst = append(dst, segment{text: s[start:b], off: off + start, id: -1})
 		}
-		dst = append(dst, segment{s[b:e], off + b, hit.id})
+		dst = append(dst, segment{text: s[b:e], off: off + b, id: hit.id})
 		start = e
 		i = e - 1
 	}
 	if start < len(s) {
-		dst = append(dst, segment{s[start:], off + start, -1})
+		dst = append(dst, segment{text: s[start:], off: off + start, id: -1})
 	}
 	return dst
 }

@@ -99,13 +99,20 @@ func (e *encoder) encode(dst []int, ends *[]int, text string) []int {
 		if t.norm != nil {
 			n = t.norm.normalize(n)
 		}
+		k := len(e.segs2)
 		e.segs2 = t.addNrm.split(e.segs2, n, s.off)
+		if ends != nil && n != s.text {
+			om := newOffMap(t.norm, s.text, n, s.off)
+			for i := k; i < len(e.segs2); i++ {
+				e.segs2[i].om = om
+			}
+		}
 	}
 	for _, s := range e.segs2 {
 		if s.id >= 0 {
 			dst = append(dst, s.id)
 			if ends != nil {
-				*ends = append(*ends, s.off+len(s.text))
+				*ends = append(*ends, s.toRaw(s.off+len(s.text)))
 			}
 			continue
 		}
@@ -124,7 +131,7 @@ func (e *encoder) encode(dst []int, ends *[]int, text string) []int {
 				end := s.off + w.off
 				for _, id := range dst[n0:] {
 					end += len(t.decode[id])
-					*ends = append(*ends, max(end, s.off))
+					*ends = append(*ends, s.toRaw(max(end, s.off)))
 				}
 			}
 		}

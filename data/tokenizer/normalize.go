@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 
 	"golang.org/x/text/unicode/norm"
@@ -71,4 +72,47 @@ func parseNormalizer(b json.RawMessage, field string, ferr ferrFunc) (normalizer
 		return q, nil
 	}
 	return nil, ferr(field+".type", "unsupported normalizer %q", c.Type)
+}
+
+// offMap maps byte offsets of a normalized piece back to the input, at the
+// boundaries of normalization segments (Unicode forms) or proportionally
+// (other normalizers). Offsets are base + offset in the normalized text.
+type offMap struct {
+	base     int
+	nrm, raw []int // ascending segment ends, normalized and raw
+	nlen     int
+	rlen     int
+}
+
+func newOffMap(n normalizer, raw, nrm string, base int) *offMap {
+	m := &offMap{base: base, nlen: len(nrm), rlen: len(raw)}
+	if u, ok := n.(unicodeNorm); ok {
+		var it norm.Iter
+		it.InitString(u.form, raw)
+		o := 0
+		for !it.Done() {
+			o += len(it.Next())
+			m.nrm = append(m.nrm, o)
+			m.raw = append(m.raw, it.Pos())
+		}
+		if o != len(nrm) { // not expected; fall back to proportions
+			m.nrm, m.raw = nil, nil
+		}
+	}
+	return m
+}
+
+func (m *offMap) toRaw(k int) int {
+	k -= m.base
+	if m.nrm == nil {
+		if m.nlen == 0 {
+			return m.base
+		}
+		return m.base + k*m.rlen/m.nlen
+	}
+	i := sort.SearchInts(m.nrm, k)
+	if i == len(m.raw) {
+		return m.base + m.rlen
+	}
+	return m.base + m.raw[i]
 }

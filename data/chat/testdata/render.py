@@ -10,8 +10,8 @@ cases:  [{"messages": [...], "add_generation_prompt": bool, "enable_thinking": b
 output: ["rendered text", ...]
 
 TEMPLATE_FILE, when given, replaces the chat_template of the config.
-strip_thinking keeps of each assistant turn what follows its last </think>,
-leading newlines removed, before rendering.
+strip_thinking keeps of each assistant turn that has a </think> what follows
+the last one, leading newlines removed, before rendering.
 Needs jinja2 (apt-get install python3-jinja2, or pip install jinja2).
 """
 import json
@@ -55,8 +55,8 @@ def main():
             kw["enable_thinking"] = case["enable_thinking"]
         msgs = case["messages"]
         if case.get("strip_thinking"):
-            msgs = [dict(m, content=m["content"].split("</think>")[-1].lstrip("\n")) if m["role"] == "assistant" else m
-                    for m in msgs]
+            msgs = [dict(m, content=m["content"].split("</think>")[-1].lstrip("\n"))
+                    if m["role"] == "assistant" and "</think>" in m["content"] else m for m in msgs]
         out.append(tmpl.render(messages=msgs, tools=None, documents=None,
                                add_generation_prompt=bool(case.get("add_generation_prompt")), **kw))
     json.dump(out, sys.stdout, ensure_ascii=False)
