@@ -2,6 +2,7 @@ package chat
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,8 +39,8 @@ var chats = []struct {
 }
 
 type family struct {
-	name, tok, config, template string
-	tailDrop                    int // tokens the reference renders after the last turn without add_generation_prompt
+	name, tok, config, template string // name is the family, optionally "-" and a variant
+	tailDrop                    int    // tokens the reference renders after the last turn without add_generation_prompt
 }
 
 func refFamilies(tb testing.TB) []family {
@@ -53,6 +54,8 @@ func refFamilies(tb testing.TB) []family {
 		{"chatml", filepath.Join(q, "tokenizer.json"), filepath.Join(q, "tokenizer_config.json"), filepath.Join("testdata", "chatml_chat_template.jinja"), 0},
 		// Llama 3's template appends "<|start_header_id|>assistant<|end_header_id|>\n\n" unconditionally.
 		{"llama3", filepath.Join(l, "tokenizer.json"), filepath.Join(l, "tokenizer_config.json"), "", 4},
+		// The demo: a tokenizer from tokenizer.NewByteLevel.
+		{"chatml-demo", demoFiles(tb), filepath.Join(filepath.Dir(demoFiles(tb)), "tokenizer_config.json"), filepath.Join("testdata", "chatml_chat_template.jinja"), 0},
 	}
 }
 
@@ -97,6 +100,36 @@ func maskedSpans(tok *tokenizer.Tokenizer, ids []int, mask []bool) []string {
 	return out
 }
 
+// demoFiles writes a NewByteLevel tokenizer.json and a tokenizer_config.json
+// beside it into a temporary directory, once per test.
+func demoFiles(tb testing.TB) string {
+	if p, ok := demoPaths[tb.Name()]; ok {
+		return p
+	}
+	var corpus []string
+	for _, c := range chats {
+		for _, m := range c.msgs {
+			corpus = append(corpus, m.Content)
+		}
+	}
+	b, err := tokenizer.NewByteLevel(300, corpus, []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	p := filepath.Join(dir, "tokenizer.json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"eos_token": "<|im_end|>"}`), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	demoPaths[tb.Name()] = p
+	return p
+}
+
+var demoPaths = map[string]string{}
+
 func TestRenderParity(t *testing.T) {
 	for _, f := range refFamilies(t) {
 		t.Run(f.name, func(t *testing.T) {
@@ -104,7 +137,7 @@ func TestRenderParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tmpl, err := New(f.name, tok)
+			tmpl, err := New(strings.Split(f.name, "-")[0], tok)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,7 +189,7 @@ func TestRenderPromptParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tmpl, err := New(f.name, tok)
+			tmpl, err := New(strings.Split(f.name, "-")[0], tok)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -33,7 +33,7 @@ def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
 
 def main():
     cfg = json.load(open(sys.argv[1], encoding="utf-8"))
-    template = cfg["chat_template"]
+    template = cfg.get("chat_template")
     if len(sys.argv) > 2:
         template = open(sys.argv[2], encoding="utf-8").read()
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
