@@ -11,7 +11,7 @@ func (t *Tensor) Backward(grad *Tensor) error {
 	if t.err != nil {
 		return t.err
 	}
-	if t.h == nil {
+	if t.h == 0 {
 		return errFreed
 	}
 	var g C.msm_tensor
@@ -33,7 +33,7 @@ func (t *Tensor) Grad() *Tensor {
 	if err := check("grad", C.msm_grad(t.h, &g)); err != nil {
 		return errTensor(err)
 	}
-	if g == nil {
+	if g == 0 {
 		return nil
 	}
 	return newTensor(g)

@@ -88,15 +88,15 @@ func NewGenerator(seed uint64, dev Device) (*Generator, error) {
 
 // Free releases the generator.
 func (g *Generator) Free() {
-	if g != nil && g.g != nil {
+	if g != nil && g.g != 0 {
 		C.msm_gen_free(g.g)
-		g.g = nil
+		g.g = 0
 	}
 }
 
 func (g *Generator) handle() C.msm_gen {
 	if g == nil {
-		return nil
+		return 0
 	}
 	return g.g
 }

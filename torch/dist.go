@@ -38,9 +38,9 @@ func NewProcessGroup(backend, host string, port, rank, world int, timeout time.D
 
 // Close leaves the group.
 func (p *ProcessGroup) Close() {
-	if p != nil && p.pg != nil {
+	if p != nil && p.pg != 0 {
 		C.msm_pg_free(p.pg)
-		p.pg = nil
+		p.pg = 0
 	}
 }
 

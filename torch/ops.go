@@ -58,7 +58,7 @@ func handles(ins []*Tensor, hs []C.msm_tensor) ([]C.msm_tensor, error) {
 		if t.err != nil {
 			return nil, t.err
 		}
-		if t.h == nil {
+		if t.h == 0 {
 			return nil, errFreed
 		}
 		hs = append(hs, t.h)
@@ -66,19 +66,19 @@ func handles(ins []*Tensor, hs []C.msm_tensor) ([]C.msm_tensor, error) {
 	return hs, nil
 }
 
-// opN runs op name on ins with integer and float arguments and returns up to maxOut results.
-func opN(name string, ins []*Tensor, ia []int64, da []float64, maxOut int) ([]*Tensor, error) {
+// call runs op name on ins with integer and float arguments and writes up to len(out) result handles to out.
+func call(name string, ins []*Tensor, ia []int64, da []float64, out []C.msm_tensor) (int, error) {
 	code, ok := opCodes()[name]
 	if !ok {
-		return nil, fmt.Errorf("torch: op %q is not in this libmsmtorch (rebuild the shim: make shim)", name)
+		return 0, fmt.Errorf("torch: op %q is not in this libmsmtorch (rebuild the shim: make shim)", name)
 	}
 	var buf [8]C.msm_tensor
 	hs, err := handles(ins, buf[:0])
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if len(hs) > maxOpIn {
-		return nil, fmt.Errorf("torch: %s: %d tensor arguments, at most %d", name, len(hs), maxOpIn)
+		return 0, fmt.Errorf("torch: %s: %d tensor arguments, at most %d", name, len(hs), maxOpIn)
 	}
 	var pin *C.msm_tensor
 	if len(hs) > 0 {
@@ -92,49 +92,97 @@ func opN(name string, ins []*Tensor, ia []int64, da []float64, maxOut int) ([]*T
 	if len(da) > 0 {
 		pda = (*C.double)(unsafe.Pointer(&da[0]))
 	}
-	var out [maxOpIn]C.msm_tensor
+	var pout *C.msm_tensor
+	if len(out) > 0 {
+		pout = &out[0]
+	}
 	var nout C.int
 	if err := check(name, C.msm_op(code, pin, C.int(len(hs)), pia, C.int(len(ia)), pda, C.int(len(da)), flags(),
-		&out[0], C.int(min(maxOut, maxOpIn)), &nout)); err != nil {
+		pout, C.int(len(out)), &nout)); err != nil {
+		return 0, err
+	}
+	return int(nout), nil
+}
+
+// op runs an op with one result.
+func op(name string, ins []*Tensor, ia []int64, da []float64) *Tensor {
+	if len(ins) <= 3 && len(ia) <= 4 && len(da) <= 2 {
+		return opSmall(name, ins, ia, da)
+	}
+	var out [1]C.msm_tensor
+	n, err := call(name, ins, ia, da, out[:])
+	if err != nil {
+		return errTensor(err)
+	}
+	if n != 1 {
+		return errTensor(fmt.Errorf("torch: %s: %d results, want 1", name, n))
+	}
+	return newTensor(out[0])
+}
+
+// opSmall is op through msm_op_small: every argument by value.
+func opSmall(name string, ins []*Tensor, ia []int64, da []float64) *Tensor {
+	code, ok := opCodes()[name]
+	if !ok {
+		return errTensor(fmt.Errorf("torch: op %q is not in this libmsmtorch (rebuild the shim: make shim)", name))
+	}
+	var h [3]C.msm_tensor
+	for i, t := range ins {
+		if t == nil {
+			return errTensor(errors.New("torch: nil tensor argument"))
+		}
+		if t.err != nil {
+			return t
+		}
+		if t.h == 0 {
+			return errTensor(errFreed)
+		}
+		h[i] = t.h
+	}
+	var iv [4]C.int64_t
+	for i, v := range ia {
+		iv[i] = C.int64_t(v)
+	}
+	var dv [2]C.double
+	for i, v := range da {
+		dv[i] = C.double(v)
+	}
+	r := C.msm_op_small(code, h[0], h[1], h[2], C.int(len(ins)), iv[0], iv[1], iv[2], iv[3], C.int(len(ia)),
+		dv[0], dv[1], C.int(len(da)), flags())
+	if err := check(name, r.err); err != nil {
+		return errTensor(err)
+	}
+	return newTensor(r.t)
+}
+
+func op2(name string, ins []*Tensor, ia []int64, da []float64) (*Tensor, *Tensor) {
+	var out [2]C.msm_tensor
+	n, err := call(name, ins, ia, da, out[:])
+	if err == nil && n != 2 {
+		err = fmt.Errorf("torch: %s: %d results, want 2", name, n)
+	}
+	if err != nil {
+		e := errTensor(err)
+		return e, e
+	}
+	return newTensor(out[0]), newTensor(out[1])
+}
+
+func opMany(name string, ins []*Tensor, ia []int64) ([]*Tensor, error) {
+	var out [maxOpIn]C.msm_tensor
+	n, err := call(name, ins, ia, nil, out[:])
+	if err != nil {
 		return nil, err
 	}
-	res := make([]*Tensor, int(nout))
+	res := make([]*Tensor, n)
 	for i := range res {
 		res[i] = newTensor(out[i])
 	}
 	return res, nil
 }
 
-// op runs an op with one result.
-func op(name string, ins []*Tensor, ia []int64, da []float64) *Tensor {
-	r, err := opN(name, ins, ia, da, 1)
-	if err != nil {
-		return errTensor(err)
-	}
-	if len(r) != 1 {
-		return errTensor(fmt.Errorf("torch: %s: %d results, want 1", name, len(r)))
-	}
-	return r[0]
-}
-
-func op2(name string, ins []*Tensor, ia []int64, da []float64) (*Tensor, *Tensor) {
-	r, err := opN(name, ins, ia, da, 2)
-	if err == nil && len(r) != 2 {
-		err = fmt.Errorf("torch: %s: %d results, want 2", name, len(r))
-	}
-	if err != nil {
-		e := errTensor(err)
-		return e, e
-	}
-	return r[0], r[1]
-}
-
-func opMany(name string, ins []*Tensor, ia []int64) ([]*Tensor, error) {
-	return opN(name, ins, ia, nil, maxOpIn)
-}
-
 func opInPlace(name string, ins []*Tensor, da []float64) error {
-	_, err := opN(name, ins, nil, da, 0)
+	_, err := call(name, ins, nil, da, nil)
 	return err
 }
 

@@ -144,6 +144,9 @@ func LiveTensors() int64 { return live.Load() }
 func newTensor(h C.msm_tensor) *Tensor {
 	t := &Tensor{h: h}
 	live.Add(1)
+	if scopes.open.Load() == 0 {
+		return t
+	}
 	scopes.Lock()
 	if n := len(scopes.stack); n > 0 {
 		s := scopes.stack[n-1]
@@ -169,11 +172,11 @@ func (t *Tensor) Err() error {
 
 // Free releases the tensor's memory now. Freeing twice, or freeing an error tensor, does nothing.
 func (t *Tensor) Free() {
-	if t == nil || t.h == nil || t.borrowed {
+	if t == nil || t.h == 0 || t.borrowed {
 		return
 	}
 	C.msm_free(t.h)
-	t.h = nil
+	t.h = 0
 	live.Add(-1)
 }
 
@@ -186,6 +189,7 @@ type Scope struct {
 var scopes struct {
 	sync.Mutex
 	stack []*Scope
+	open  atomic.Int32 // len(stack), readable without the lock
 }
 
 // NewScope opens a scope. Close it (defer s.Close()) on every path.
@@ -197,6 +201,7 @@ func NewScope() *Scope {
 		s.parent = scopes.stack[n-1]
 	}
 	scopes.stack = append(scopes.stack, s)
+	scopes.open.Store(int32(len(scopes.stack)))
 	return s
 }
 
@@ -222,6 +227,7 @@ func (s *Scope) Close() {
 	for i := len(scopes.stack) - 1; i >= 0; i-- {
 		if scopes.stack[i] == s {
 			scopes.stack = scopes.stack[:i]
+			scopes.open.Store(int32(len(scopes.stack)))
 			break
 		}
 	}
@@ -346,7 +352,7 @@ func (t *Tensor) Info() (Info, error) {
 	if t.err != nil {
 		return Info{}, t.err
 	}
-	if t.h == nil {
+	if t.h == 0 {
 		return Info{}, errors.New("torch: use of a freed tensor")
 	}
 	var dt, nd, devT, devI, rg C.int

@@ -27,11 +27,11 @@ variable_list call_go(uint64_t id, const variable_list &ins) {
   if (g_ckpt == nullptr) throw std::runtime_error("checkpoint: no Go callback registered");
   std::vector<msm_tensor> hin;
   hin.reserve(ins.size());
-  for (auto &t : ins) hin.push_back(new at::Tensor(t));
+  for (auto &t : ins) hin.push_back(msm::wrap(t));
   msm_tensor hout[kMaxOut];
   int nout = 0;
   char *e = g_ckpt(id, hin.data(), static_cast<int>(hin.size()), hout, kMaxOut, &nout);
-  for (auto h : hin) delete static_cast<at::Tensor *>(h);
+  for (auto h : hin) msm::release(h);
   if (e != nullptr) {
     std::string msg(e);
     std::free(e);
@@ -40,7 +40,7 @@ variable_list call_go(uint64_t id, const variable_list &ins) {
   variable_list outs;
   for (int k = 0; k < nout; k++) {
     outs.push_back(T(hout[k]));
-    delete static_cast<at::Tensor *>(hout[k]);
+    msm::release(hout[k]);
   }
   return outs;
 }
@@ -96,7 +96,7 @@ char *msm_backward(msm_tensor loss, msm_tensor grad) {
   MSM_TRY
   at::AutoGradMode on(true);
   at::Tensor g;
-  if (grad != nullptr) g = T(grad);
+  if (grad != 0) g = T(grad);
   T(loss).backward(g);
   MSM_CATCH
 }
@@ -104,13 +104,13 @@ char *msm_backward(msm_tensor loss, msm_tensor grad) {
 char *msm_grad(msm_tensor t, msm_tensor *out) {
   MSM_TRY
   auto g = T(t).grad();
-  *out = g.defined() ? wrap(g) : nullptr;
+  *out = g.defined() ? wrap(g) : 0;
   MSM_CATCH
 }
 
 char *msm_set_grad(msm_tensor t, msm_tensor g) {
   MSM_TRY
-  T(t).mutable_grad() = g == nullptr ? at::Tensor() : T(g);
+  T(t).mutable_grad() = g == 0 ? at::Tensor() : T(g);
   MSM_CATCH
 }
 

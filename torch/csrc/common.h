@@ -25,11 +25,13 @@ inline char *err(const std::string &s) {
 }
 
 inline at::Tensor &T(msm_tensor h) {
-  if (h == nullptr) throw std::invalid_argument("nil tensor handle");
-  return *static_cast<at::Tensor *>(h);
+  if (h == 0) throw std::invalid_argument("nil tensor handle");
+  return *reinterpret_cast<at::Tensor *>(h);
 }
 
-inline msm_tensor wrap(at::Tensor t) { return new at::Tensor(std::move(t)); }
+inline msm_tensor wrap(at::Tensor t) { return reinterpret_cast<msm_tensor>(new at::Tensor(std::move(t))); }
+
+inline void release(msm_tensor h) { delete reinterpret_cast<at::Tensor *>(h); }
 
 inline at::ScalarType dtype(int d) {
   switch (d) {
@@ -78,8 +80,10 @@ inline at::Device device(int type, int index) {
 // GradGuard sets grad mode for the duration of one call: on only if the caller asked for it and the thread's mode
 // is on (so ops called back from inside a custom autograd function's forward record nothing).
 struct GradGuard {
-  explicit GradGuard(int flags) : g((flags & MSM_FLAG_GRAD) != 0 && at::GradMode::is_enabled()) {}
-  at::AutoGradMode g;
+  explicit GradGuard(int flags) {
+    if ((flags & MSM_FLAG_GRAD) == 0 && at::GradMode::is_enabled()) g.emplace(false);
+  }
+  c10::optional<at::AutoGradMode> g;  // set only when the mode must change: the common call touches no state
 };
 
 }  // namespace msm

@@ -35,8 +35,8 @@ struct PG {
 };
 
 PG &P(msm_pg h) {
-  if (h == nullptr) throw std::invalid_argument("dist: nil process group");
-  return *static_cast<PG *>(h);
+  if (h == 0) throw std::invalid_argument("dist: nil process group");
+  return *reinterpret_cast<PG *>(h);
 }
 
 void wait(c10::intrusive_ptr<c10d::Work> w) {
@@ -119,14 +119,14 @@ char *msm_pg_new(const char *backend, const char *host, int port, int rank, int 
     delete p;
     throw;
   }
-  *out = p;
+  *out = reinterpret_cast<msm_pg>(p);
 #endif
   MSM_CATCH
 }
 
 void msm_pg_free(msm_pg pg) {
 #ifndef MSM_NO_DIST
-  delete static_cast<PG *>(pg);
+  delete reinterpret_cast<PG *>(pg);
 #else
   (void)pg;
 #endif

@@ -17,9 +17,10 @@
 extern "C" {
 #endif
 
-typedef void *msm_tensor;
-typedef void *msm_gen;
-typedef void *msm_pg;
+/* Handles are integers, not pointers, so that Go's cgo pointer checks never scan arrays of them. 0 is "none". */
+typedef uintptr_t msm_tensor;
+typedef uintptr_t msm_gen;
+typedef uintptr_t msm_pg;
 
 /* dtypes, in the same order as torch.DType in Go */
 enum {
@@ -80,6 +81,14 @@ char *msm_dropout(msm_tensor x, double p, msm_gen g, int flags, msm_tensor *out)
 char *msm_op(int op, const msm_tensor *in, int nin, const int64_t *iargs, int niargs, const double *dargs, int ndargs,
              int flags, msm_tensor *out, int maxout, int *nout);
 const char *msm_op_name(int op); /* NULL past the last op */
+/* The same for the common case (at most 3 tensors, 4 integers, 2 floats, one result), with every argument passed
+ * by value so that a call from Go passes no pointers: the per-op overhead is then libtorch's own. */
+typedef struct {
+  msm_tensor t;
+  char *err;
+} msm_result;
+msm_result msm_op_small(int op, msm_tensor a, msm_tensor b, msm_tensor c, int nin, int64_t i0, int64_t i1, int64_t i2,
+                        int64_t i3, int nia, double d0, double d1, int nda, int flags);
 
 /* autograd */
 char *msm_backward(msm_tensor loss, msm_tensor grad /* may be NULL */);

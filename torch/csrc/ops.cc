@@ -174,7 +174,7 @@ std::vector<at::Tensor> run(int op, const Args &a) {
       if (a.nin > 2) bias = a.t(2);
       return {at::linear(a.t(0), a.t(1), bias)};
     }
-    case OP_ADD: return {at::add(a.t(0), a.t(1), a.nda > 0 ? a.d(0) : 1.0)};
+    case OP_ADD: return {a.nda > 0 ? at::add(a.t(0), a.t(1), a.d(0)) : at::add(a.t(0), a.t(1))};
     case OP_SUB: return {at::sub(a.t(0), a.t(1))};
     case OP_MUL: return {at::mul(a.t(0), a.t(1))};
     case OP_DIV: return {at::div(a.t(0), a.t(1))};
@@ -304,6 +304,20 @@ char *msm_op(int op, const msm_tensor *in, int nin, const int64_t *ia, int nia, 
   for (size_t k = 0; k < r.size(); k++) out[k] = wrap(std::move(r[k]));
   *nout = static_cast<int>(r.size());
   MSM_CATCH
+}
+
+msm_result msm_op_small(int op, msm_tensor a, msm_tensor b, msm_tensor c, int nin, int64_t i0, int64_t i1, int64_t i2,
+                        int64_t i3, int nia, double d0, double d1, int nda, int flags) {
+  msm_result res{0, nullptr};
+  const msm_tensor in[3] = {a, b, c};
+  const int64_t ia[4] = {i0, i1, i2, i3};
+  const double da[2] = {d0, d1};
+  int nout = 0;
+  res.err = msm_op(op, in, nin, ia, nia, da, nda, flags, &res.t, 1, &nout);
+  if (res.err == nullptr && nout != 1) {
+    res.err = msm::err(std::string(kNames[op]) + ": no result");
+  }
+  return res;
 }
 
 }  // extern "C"

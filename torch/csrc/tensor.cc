@@ -175,7 +175,7 @@ char *msm_item(msm_tensor h, double *out) {
   MSM_CATCH
 }
 
-void msm_free(msm_tensor h) { delete static_cast<at::Tensor *>(h); }
+void msm_free(msm_tensor h) { msm::release(h); }
 
 char *msm_shallow_clone(msm_tensor h, msm_tensor *out) {
   MSM_TRY
@@ -197,14 +197,14 @@ char *msm_gen_new(uint64_t seed, int dev_type, int dev_index, msm_gen *out) {
     g.set_current_seed(seed);
 #endif
   }
-  *out = new at::Generator(g);
+  *out = reinterpret_cast<msm_gen>(new at::Generator(g));
   MSM_CATCH
 }
 
-void msm_gen_free(msm_gen g) { delete static_cast<at::Generator *>(g); }
+void msm_gen_free(msm_gen g) { delete reinterpret_cast<at::Generator *>(g); }
 
 static at::Generator gen_or_default(msm_gen g) {
-  if (g != nullptr) return *static_cast<at::Generator *>(g);
+  if (g != 0) return *reinterpret_cast<at::Generator *>(g);
   return at::detail::getDefaultCPUGenerator();
 }
 
@@ -272,7 +272,7 @@ char *msm_rand(int kind, double a, double b, msm_gen g, int dtype, const int64_t
   MSM_TRY
   auto o = opts(dtype, dev_type, dev_index);
   c10::optional<at::Generator> gen;
-  if (g != nullptr) gen = *static_cast<at::Generator *>(g);
+  if (g != 0) gen = *reinterpret_cast<at::Generator *>(g);
   at::Tensor t = at::empty(dims(shape, ndim), o);
   if (kind == 0)
     t.normal_(a, b, gen);
@@ -290,7 +290,7 @@ char *msm_dropout(msm_tensor x, double p, msm_gen g, int flags, msm_tensor *out)
     *out = wrap(t.view_as(t));
   } else {
     c10::optional<at::Generator> gen;
-    if (g != nullptr) gen = *static_cast<at::Generator *>(g);
+    if (g != 0) gen = *reinterpret_cast<at::Generator *>(g);
     auto keep = at::empty_like(t).bernoulli_(1 - p, gen);
     *out = wrap(t * keep / (1 - p));
   }
