@@ -1,0 +1,124 @@
+package decoder
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/safetensors"
+)
+
+// MaxShardBytes is the shard size Save uses, as transformers' save_pretrained ("5GB").
+const MaxShardBytes = 5_000_000_000
+
+// TokenizerFiles are copied from the directory a model was loaded from when it is saved.
+var TokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}
+
+// Save writes the base model to dir in the Hugging Face layout: config.json, model.safetensors (or shards of at
+// most MaxShardBytes with model.safetensors.index.json) in the weights' dtype, streamed one tensor at a time,
+// and the tokenizer files of the source directory. A tied model has no lm_head.weight, as transformers expects.
+// An unmerged adapter is not included (SaveAdapter, or Merge first).
+func (m *Model) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("decoder: save: %w", err)
+	}
+	ws := m.weights()
+	specs := make([]safetensors.Spec, len(ws))
+	for i, w := range ws {
+		specs[i] = safetensors.Spec{Name: w.name, DType: torch.STDType((*w.t).DType()), Shape: w.shape}
+	}
+	if err := writeTensors(dir, "model", specs, ws); err != nil {
+		return err
+	}
+	if err := m.writeConfig(dir); err != nil {
+		return err
+	}
+	if m.srcDir != "" && m.srcDir != dir {
+		for _, f := range TokenizerFiles {
+			if err := copyFile(filepath.Join(m.srcDir, f), filepath.Join(dir, f)); err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("decoder: save: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// writeTensors streams ws (described by specs) into dir/<prefix>.safetensors or shards.
+func writeTensors(dir, prefix string, specs []safetensors.Spec, ws []weight) error {
+	w, err := safetensors.NewShardedWriter(dir, prefix, specs, MaxShardBytes, map[string]string{"format": "pt"})
+	if err != nil {
+		return fmt.Errorf("decoder: save: %w", err)
+	}
+	for _, x := range ws {
+		b, err := (*x.t).Bytes()
+		if err == nil {
+			err = w.WriteTensor(x.name, b)
+		}
+		if err != nil {
+			w.Abort()
+			return fmt.Errorf("decoder: save %s: tensor %q: %w", dir, x.name, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("decoder: save: %w", err)
+	}
+	return nil
+}
+
+// writeConfig writes config.json: the one read by Load (unknown fields kept) with torch_dtype set to the saved
+// dtype, or the Config of a model built by New.
+func (m *Model) writeConfig(dir string) error {
+	cfg := map[string]any{}
+	if m.raw != nil {
+		for k, v := range m.raw {
+			cfg[k] = v
+		}
+	} else {
+		b, _ := json.Marshal(m.Config)
+		_ = json.Unmarshal(b, &cfg)
+		cfg["architectures"] = []string{architectures[m.Config.ModelType]}
+	}
+	cfg["torch_dtype"] = m.opts.DType.String()
+	cfg["tie_word_embeddings"] = m.Config.TieWordEmbeddings
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return fmt.Errorf("decoder: save config: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(dir, "config.json"), append(b, '\n'))
+}
+
+var architectures = map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("decoder: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("decoder: %w", err)
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst + ".tmp")
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(dst+".tmp", dst)
+}
