@@ -155,7 +155,7 @@ func Markdown(runs []*Run, w io.Writer) error {
 				continue
 			}
 			tableRow(bw, []string{stage, names[i], strconv.Itoa(s.Steps), groupDigits(s.Tokens),
-				fixed(s.FinalTrainLoss), fixed(s.FinalEvalLoss), duration(s.Seconds)})
+				fmt4(s.FinalTrainLoss), fmt4(s.FinalEvalLoss), duration(s.Seconds)})
 		}
 	}
 
@@ -204,7 +204,7 @@ func writeBySource(bw *bufio.Writer, runs []*Run, names []string) {
 			if !ok {
 				v = math.NaN()
 			}
-			row = append(row, fixed(v))
+			row = append(row, fmt4(v))
 		}
 		tableRow(bw, row)
 	}
@@ -311,7 +311,7 @@ func cell(s string) string {
 	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
 }
 
-func fixed(v float64) string {
+func fmt4(v float64) string {
 	if math.IsNaN(v) {
 		return "—"
 	}
