@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,6 +83,9 @@ func mean(xs []float64) float64 {
 // ConfigDiff returns the flattened config keys whose values differ between
 // runs (a key missing from some run counts as different), sorted.
 func ConfigDiff(runs []*Run) []string {
+	if len(runs) == 0 {
+		return nil
+	}
 	all := map[string]bool{}
 	for _, r := range runs {
 		for k := range r.Config {
@@ -105,9 +109,15 @@ func ConfigDiff(runs []*Run) []string {
 // Markdown writes a Markdown report comparing runs, in the order given:
 // config differences, per-stage results, final eval loss by source, and the
 // eval/*.json metrics. Missing values are written as "—".
-func Markdown(runs []*Run, w io.Writer) error {
+func Markdown(runs []*Run, w io.Writer) error { return markdown(runs, w, "") }
+
+// markdown is Markdown with, when plot is not empty, an image link to it.
+func markdown(runs []*Run, w io.Writer, plot string) error {
 	if len(runs) == 0 {
 		return errors.New("report: no runs")
+	}
+	if slices.Contains(runs, nil) {
+		return errors.New("report: nil run")
 	}
 	names := displayNames(runs)
 	bw := bufio.NewWriter(w)
@@ -116,6 +126,10 @@ func Markdown(runs []*Run, w io.Writer) error {
 	p("# Training report\n\n")
 	for i, r := range runs {
 		p("- **%s**: `%s`\n", cell(names[i]), r.Dir)
+	}
+
+	if plot != "" {
+		p("\n![Loss curves](%s)\n", plot)
 	}
 
 	p("\n## Config differences\n\n")

@@ -362,6 +362,13 @@ func TestPlotOptionsValidate(t *testing.T) {
 			t.Errorf("%+v: no error", o)
 		}
 	}
+	if _, err := Plot([]*Run{nil}, PlotOptions{}); err == nil {
+		t.Error("nil run: no error")
+	}
+	huge := &Run{Name: "huge", Stages: []string{"s"}, Train: []TrainStep{{Stage: "s", Step: 1, Loss: -1e308}, {Stage: "s", Step: 2, Loss: 1e308}}}
+	if _, err := Plot([]*Run{huge}, PlotOptions{}); err != nil {
+		t.Errorf("huge losses: %v", err)
+	}
 	if _, err := Plot(nil, PlotOptions{}); err != nil {
 		t.Errorf("empty plot: %v", err)
 	}
@@ -411,5 +418,9 @@ func TestWrite(t *testing.T) {
 	}
 	if got := strings.Join(names, " "); got != "loss.png report.md" {
 		t.Errorf("out dir holds %q, want loss.png report.md and no temporary files", got)
+	}
+	md, err := os.ReadFile(filepath.Join(out, ReportFile))
+	if err != nil || !strings.Contains(string(md), "![Loss curves](loss.png)") {
+		t.Errorf("report.md does not show loss.png (err %v)", err)
 	}
 }

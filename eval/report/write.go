@@ -13,14 +13,14 @@ const (
 	PlotFile   = "loss.png"
 )
 
-// Write writes outDir/report.md and outDir/loss.png (default plot options),
-// creating outDir; each file is replaced atomically.
+// Write writes outDir/report.md, which shows the plot, and outDir/loss.png
+// (default plot options), creating outDir; each file is replaced atomically.
 func Write(runs []*Run, outDir string) error {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	var buf bytes.Buffer
-	if err := Markdown(runs, &buf); err != nil {
+	if err := markdown(runs, &buf, PlotFile); err != nil {
 		return err
 	}
 	if err := writeFileAtomic(filepath.Join(outDir, ReportFile), buf.Bytes()); err != nil {
