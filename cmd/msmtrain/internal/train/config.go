@@ -1,0 +1,530 @@
+package train
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/msmtrain/msmtrain/data/prep"
+	"github.com/msmtrain/msmtrain/torch/optim"
+)
+
+// Config is a training config: the model, the optional LoRA adapter, defaults for every stage, and the stages.
+// Its TOML schema is documented in configs/README.md.
+type Config struct {
+	Name   string `toml:"name"`
+	OutDir string `toml:"out_dir"` // the run directory
+	Seed   uint64 `toml:"seed"`
+
+	Model      ModelConfig      `toml:"model"`
+	LoRA       LoRAConfig       `toml:"lora"`
+	Train      TrainConfig      `toml:"train"` // defaults; a stage's [stages.train] overrides keys
+	Eval       EvalConfig       `toml:"eval"`
+	Checkpoint CheckpointConfig `toml:"checkpoint"`
+	Log        LogConfig        `toml:"log"`
+	Dist       DistConfig       `toml:"dist"`
+	Stages     []Stage          `toml:"stages"`
+
+	file string // where it was read from, for messages
+}
+
+// ModelConfig says which model to train and where.
+type ModelConfig struct {
+	Path          string         `toml:"path"`          // HF checkpoint dir (config.json + safetensors)
+	Init          map[string]any `toml:"init"`          // instead of path: a config.json-like table, random weights
+	Tokenizer     string         `toml:"tokenizer"`     // default: path/tokenizer.json
+	ChatTemplate  string         `toml:"chat_template"` // qwen2, qwen3, llama3, chatml; default: detected
+	Device        string         `toml:"device"`        // cpu, cuda (cuda:LOCAL_RANK per process)
+	DType         string         `toml:"dtype"`         // weights: float32, bfloat16
+	Checkpointing bool           `toml:"checkpointing"` // per-layer activation checkpointing
+	Threads       int            `toml:"threads"`       // CPU threads for libtorch (0: all cores / local ranks)
+	PeakTFLOPS    float64        `toml:"peak_tflops"`   // for MFU; 0: known GPUs auto, else not reported
+}
+
+// LoRAConfig enables a LoRA adapter (PEFT-compatible); disabled means full fine-tuning.
+type LoRAConfig struct {
+	Enabled bool     `toml:"enabled"`
+	R       int      `toml:"r"`
+	Alpha   float64  `toml:"alpha"`
+	Dropout float64  `toml:"dropout"`
+	Targets []string `toml:"targets"`
+}
+
+// TrainConfig is one stage's optimisation setup.
+type TrainConfig struct {
+	SeqLen      int `toml:"seq_len"`
+	MicroBatch  int `toml:"micro_batch"`  // rows per forward/backward on one process
+	GlobalBatch int `toml:"global_batch"` // rows per optimizer step over all processes (0: micro_batch x world)
+	// GlobalBatchTokens sets global_batch as a token count instead (global_batch = this / seq_len).
+	GlobalBatchTokens int     `toml:"global_batch_tokens"`
+	Mode              string  `toml:"mode"`   // "pack" (documents packed into rows) or "pad" (one example per row)
+	Epochs            float64 `toml:"epochs"` // passes over the data (used when steps is 0)
+	Steps             int     `toml:"steps"`  // optimizer steps (overrides epochs)
+	LR                float64 `toml:"lr"`
+	Schedule          string  `toml:"schedule"` // cosine, linear, constant, wsd
+	WarmupRatio       float64 `toml:"warmup_ratio"`
+	WarmupSteps       int     `toml:"warmup_steps"`
+	MinLRRatio        float64 `toml:"min_lr_ratio"`
+	DecayRatio        float64 `toml:"decay_ratio"` // wsd
+	WeightDecay       float64 `toml:"weight_decay"`
+	Beta1             float64 `toml:"beta1"`
+	Beta2             float64 `toml:"beta2"`
+	Eps               float64 `toml:"eps"`
+	ClipNorm          float64 `toml:"clip_grad_norm"` // 0: no clipping
+	NonFinite         string  `toml:"nonfinite"`      // "skip" the step or "stop" with a checkpoint
+}
+
+// EvalConfig sets held-out evaluation during training.
+type EvalConfig struct {
+	Every      int  `toml:"every"`       // steps between held-out evaluations (0: only at the end)
+	MaxBatches int  `toml:"max_batches"` // cap per evaluation (0: the whole validation set)
+	AtStart    bool `toml:"at_start"`
+}
+
+// CheckpointConfig sets how often training state is saved.
+type CheckpointConfig struct {
+	Every int `toml:"every"` // steps between checkpoints (0: only at the end and on signals)
+	Keep  int `toml:"keep"`  // checkpoints kept per stage
+}
+
+// LogConfig sets the console output.
+type LogConfig struct {
+	Every    int    `toml:"every"`    // steps between plain log lines (when not on a terminal)
+	Progress string `toml:"progress"` // "auto", "bar" or "lines"
+}
+
+// DistConfig sets the data-parallel process group.
+type DistConfig struct {
+	Backend        string `toml:"backend"`         // gloo, nccl ("" picks by device)
+	TimeoutSeconds int    `toml:"timeout_seconds"` // rendezvous and collectives
+}
+
+// Stage is one training phase: "msm" (documents, next-token loss on everything) or "aft" (chats, loss on
+// assistant tokens).
+type Stage struct {
+	Name string      `toml:"name"`
+	Kind string      `toml:"kind"`
+	Init string      `toml:"init"` // "continue" (the previous stage's weights/adapter) or "merge" (merge it, new adapter)
+	Data prep.Config `toml:"data"`
+
+	Train TrainConfig `toml:"-"` // [train] with [stages.train] applied
+	// TrainOverrides is the raw [stages.train] table; decoded on top of [train].
+	TrainOverrides toml.Primitive `toml:"train"`
+	EvalMC         string         `toml:"eval_mc"` // optional multiple-choice JSONL scored at the end of the stage
+}
+
+// Default returns the defaults: the MSM recipe's optimiser (AdamW lr 1e-4, wd 0.01, cosine, 5% warmup, 1 epoch).
+func Default() Config {
+	return Config{
+		Name:   "run",
+		OutDir: "runs/run",
+		Seed:   1234,
+		Model:  ModelConfig{Device: "cpu", DType: "float32"},
+		LoRA: LoRAConfig{R: 64, Alpha: 128, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+			"up_proj", "down_proj"}},
+		Train: TrainConfig{SeqLen: 2048, MicroBatch: 1, Mode: "pack", Epochs: 1, LR: 1e-4, Schedule: "cosine",
+			WarmupRatio: 0.05, WeightDecay: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, ClipNorm: 1.0, NonFinite: "skip"},
+		Eval:       EvalConfig{Every: 0},
+		Checkpoint: CheckpointConfig{Every: 100, Keep: 2},
+		Log:        LogConfig{Every: 10, Progress: "auto"},
+		Dist:       DistConfig{TimeoutSeconds: 1800},
+	}
+}
+
+// Load reads a config file strictly (unknown keys are errors), applies --set overrides ("section.key=value",
+// TOML values; strings may be bare) and validates the result.
+func Load(path string, sets []string) (*Config, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(text, path, sets)
+}
+
+// Parse is Load on the text of a config; name is used in messages and relative paths resolve against its dir.
+func Parse(text []byte, name string, sets []string) (*Config, error) {
+	for _, s := range sets {
+		line, err := setLine(s)
+		if err != nil {
+			return nil, err
+		}
+		text = applySet(text, line)
+	}
+	c := Default()
+	c.file = name
+	md, err := toml.Decode(string(text), &c)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", name, err)
+	}
+	for i := range c.Stages {
+		st := &c.Stages[i]
+		st.Train = c.Train
+		if err := md.PrimitiveDecode(st.TrainOverrides, &st.Train); err != nil {
+			return nil, fmt.Errorf("config: %s: stage %q: train: %w", name, st.Name, err)
+		}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("config: %s: unknown key %s", name, strings.Join(keys, ", "))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", name, err)
+	}
+	return &c, nil
+}
+
+// setLine turns "a.b.c=v" into a TOML assignment. Values that are not valid TOML are taken as strings.
+func setLine(s string) (string, error) {
+	k, v, ok := strings.Cut(s, "=")
+	k = strings.TrimSpace(k)
+	if !ok || k == "" || strings.ContainsAny(k, " \t[]\"'") {
+		return "", fmt.Errorf("config: --set %q: want section.key=value", s)
+	}
+	v = strings.TrimSpace(v)
+	var probe map[string]any
+	if _, err := toml.Decode("x = "+v, &probe); err != nil {
+		v = strconv.Quote(v)
+	}
+	return k + " = " + v, nil
+}
+
+// applySet puts an override first in the document, as a dotted key: TOML lets a dotted key define a table that
+// later [section] headers extend, but not one defined twice, so a key already present is removed first.
+func applySet(text []byte, line string) []byte {
+	key := strings.TrimSpace(line[:strings.Index(line, "=")])
+	section, leaf := "", key
+	if i := strings.LastIndex(key, "."); i >= 0 {
+		section, leaf = key[:i], key[i+1:]
+	}
+	var out bytes.Buffer
+	cur := ""
+	for _, l := range strings.SplitAfter(string(text), "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") && !strings.HasPrefix(t, "[[") {
+			cur = strings.Trim(t, "[] ")
+		} else if strings.HasPrefix(t, "[[") {
+			cur = "[[" + strings.Trim(t, "[] ") + "]]"
+		}
+		if cur == section {
+			if k, _, ok := strings.Cut(t, "="); ok && strings.TrimSpace(k) == leaf {
+				continue // replaced by the override
+			}
+		}
+		out.WriteString(l)
+	}
+	if section == "" {
+		return append([]byte(line+"\n"), out.Bytes()...)
+	}
+	// Insert the key into its section (or a new section at the end, before any array of tables would be wrong).
+	lines := strings.SplitAfter(out.String(), "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "["+section+"]" {
+			lines = append(lines[:i+1], append([]string{leaf + " = " + strings.TrimSpace(line[strings.Index(line, "=")+1:]) + "\n"}, lines[i+1:]...)...)
+			return []byte(strings.Join(lines, ""))
+		}
+	}
+	// no such section yet: a top-level dotted key, placed before the first table header
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "[") {
+			lines = append(lines[:i], append([]string{line + "\n"}, lines[i:]...)...)
+			return []byte(strings.Join(lines, ""))
+		}
+	}
+	return append(out.Bytes(), []byte("\n"+line+"\n")...)
+}
+
+// Validate checks every value and names the offending key.
+func (c *Config) Validate() error {
+	if c.OutDir == "" {
+		return fmt.Errorf("out_dir is empty")
+	}
+	if (c.Model.Path == "") == (len(c.Model.Init) == 0) {
+		return fmt.Errorf("model: set exactly one of model.path (a Hugging Face checkpoint dir) and model.init")
+	}
+	if c.Model.Path != "" {
+		if _, err := os.Stat(filepath.Join(c.Model.Path, "config.json")); err != nil {
+			return fmt.Errorf("model.path: %s has no config.json (a Hugging Face checkpoint directory is expected)", c.Model.Path)
+		}
+	}
+	if c.Model.Path == "" && c.Model.Tokenizer == "" {
+		return fmt.Errorf("model.tokenizer: required with model.init")
+	}
+	switch c.Model.DType {
+	case "float32", "fp32", "bfloat16", "bf16":
+	default:
+		return fmt.Errorf("model.dtype = %q: want float32 or bfloat16", c.Model.DType)
+	}
+	if c.LoRA.Enabled {
+		if c.LoRA.R <= 0 || c.LoRA.Alpha <= 0 || c.LoRA.Dropout < 0 || c.LoRA.Dropout >= 1 || len(c.LoRA.Targets) == 0 {
+			return fmt.Errorf("lora: need r > 0, alpha > 0, 0 <= dropout < 1 and targets (got r=%d alpha=%g dropout=%g targets=%v)",
+				c.LoRA.R, c.LoRA.Alpha, c.LoRA.Dropout, c.LoRA.Targets)
+		}
+		for _, t := range c.LoRA.Targets {
+			switch t {
+			case "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj":
+			default:
+				return fmt.Errorf("lora.targets: unknown module %q (want q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)", t)
+			}
+		}
+	}
+	if c.Checkpoint.Every < 0 || c.Checkpoint.Keep < 1 {
+		return fmt.Errorf("checkpoint: every >= 0 and keep >= 1 (got %d, %d)", c.Checkpoint.Every, c.Checkpoint.Keep)
+	}
+	switch c.Log.Progress {
+	case "auto", "bar", "lines":
+	default:
+		return fmt.Errorf("log.progress = %q: want auto, bar or lines", c.Log.Progress)
+	}
+	if len(c.Stages) == 0 {
+		return fmt.Errorf("stages: no [[stages]] defined")
+	}
+	seen := map[string]bool{}
+	for i := range c.Stages {
+		st := &c.Stages[i]
+		where := fmt.Sprintf("stages[%d] (%s)", i, st.Name)
+		if st.Name == "" || strings.ContainsAny(st.Name, "/\\ ") {
+			return fmt.Errorf("%s.name: a plain name is required", where)
+		}
+		if seen[st.Name] {
+			return fmt.Errorf("%s.name: duplicate stage name", where)
+		}
+		seen[st.Name] = true
+		switch st.Kind {
+		case "msm", "aft":
+		default:
+			return fmt.Errorf("%s.kind = %q: want msm or aft", where, st.Kind)
+		}
+		switch st.Init {
+		case "", "continue":
+		case "merge":
+			if !c.LoRA.Enabled {
+				return fmt.Errorf("%s.init = merge needs lora.enabled", where)
+			}
+		default:
+			return fmt.Errorf("%s.init = %q: want continue or merge", where, st.Init)
+		}
+		if len(st.Data.Sources) == 0 {
+			return fmt.Errorf("%s.data.sources: at least one source is required", where)
+		}
+		for j, s := range st.Data.Sources {
+			if s.Path == "" {
+				return fmt.Errorf("%s.data.sources[%d].path is empty", where, j)
+			}
+			if m, _ := filepath.Glob(s.Path); len(m) == 0 {
+				return fmt.Errorf("%s.data.sources[%d].path: no file matches %s", where, j, s.Path)
+			}
+		}
+		if err := st.Train.validate(where + ".train"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t TrainConfig) validate(where string) error {
+	switch {
+	case t.SeqLen < 2:
+		return fmt.Errorf("%s.seq_len = %d: want >= 2", where, t.SeqLen)
+	case t.MicroBatch < 1:
+		return fmt.Errorf("%s.micro_batch = %d: want >= 1", where, t.MicroBatch)
+	case t.GlobalBatch < 0 || t.GlobalBatchTokens < 0 || (t.GlobalBatch > 0 && t.GlobalBatchTokens > 0):
+		return fmt.Errorf("%s: set at most one of global_batch (rows) and global_batch_tokens, non-negative", where)
+	case t.GlobalBatchTokens > 0 && t.GlobalBatchTokens%t.SeqLen != 0:
+		return fmt.Errorf("%s.global_batch_tokens = %d is not a multiple of seq_len %d", where, t.GlobalBatchTokens, t.SeqLen)
+	case t.Mode != "pack" && t.Mode != "pad":
+		return fmt.Errorf("%s.mode = %q: want pack or pad", where, t.Mode)
+	case t.Steps < 0 || (t.Steps == 0 && t.Epochs <= 0):
+		return fmt.Errorf("%s: set steps > 0 or epochs > 0", where)
+	case t.LR <= 0:
+		return fmt.Errorf("%s.lr = %g: want > 0", where, t.LR)
+	case t.ClipNorm < 0:
+		return fmt.Errorf("%s.clip_grad_norm = %g: want >= 0", where, t.ClipNorm)
+	case t.NonFinite != "skip" && t.NonFinite != "stop":
+		return fmt.Errorf("%s.nonfinite = %q: want skip or stop", where, t.NonFinite)
+	}
+	if err := t.adamw().Validate(); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if err := t.schedule().Validate(); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	return nil
+}
+
+// accumulation returns the micro-batches per optimizer step on each of world processes.
+func (t TrainConfig) accumulation(world int) (int, error) {
+	rows := t.GlobalBatch
+	if t.GlobalBatchTokens > 0 {
+		rows = t.GlobalBatchTokens / t.SeqLen
+	}
+	if rows == 0 {
+		return 1, nil
+	}
+	per := t.MicroBatch * world
+	if rows%per != 0 {
+		return 0, fmt.Errorf("train.global_batch = %d rows is not a multiple of micro_batch %d x %d processes", rows, t.MicroBatch, world)
+	}
+	return rows / per, nil
+}
+
+func (t TrainConfig) adamw() optim.AdamWConfig {
+	return optim.AdamWConfig{Beta1: t.Beta1, Beta2: t.Beta2, Eps: t.Eps, WeightDecay: t.WeightDecay, Fused: true}
+}
+
+func (t TrainConfig) schedule() optim.ScheduleConfig {
+	s := optim.ScheduleConfig{Kind: t.Schedule, Warmup: t.WarmupSteps, WarmupRatio: t.WarmupRatio, MinLRRatio: t.MinLRRatio}
+	if t.Schedule == "wsd" {
+		s.DecayRatio = t.DecayRatio
+	}
+	return s
+}
+
+// Resolved renders the config with every default filled in and each stage's effective [stages.train], as it is
+// saved into the run directory.
+func (c *Config) Resolved() ([]byte, error) {
+	type stageOut struct {
+		Name   string      `toml:"name"`
+		Kind   string      `toml:"kind"`
+		Init   string      `toml:"init,omitempty"`
+		EvalMC string      `toml:"eval_mc,omitempty"`
+		Data   prep.Config `toml:"data"`
+		Train  TrainConfig `toml:"train"`
+	}
+	out := struct {
+		Name       string           `toml:"name"`
+		OutDir     string           `toml:"out_dir"`
+		Seed       uint64           `toml:"seed"`
+		Model      ModelConfig      `toml:"model"`
+		LoRA       LoRAConfig       `toml:"lora"`
+		Train      TrainConfig      `toml:"train"`
+		Eval       EvalConfig       `toml:"eval"`
+		Checkpoint CheckpointConfig `toml:"checkpoint"`
+		Log        LogConfig        `toml:"log"`
+		Dist       DistConfig       `toml:"dist"`
+		Stages     []stageOut       `toml:"stages"`
+	}{c.Name, c.OutDir, c.Seed, c.Model, c.LoRA, c.Train, c.Eval, c.Checkpoint, c.Log, c.Dist, nil}
+	for _, s := range c.Stages {
+		out.Stages = append(out.Stages, stageOut{s.Name, s.Kind, s.Init, s.EvalMC, s.Data, s.Train})
+	}
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(out); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// compatibleKeys may change between a run and its resumption: they do not change what is computed.
+var compatibleKeys = []string{"log.", "checkpoint.", "eval.every", "eval.max_batches", "eval.at_start", "dist.",
+	"model.threads", "model.peak_tflops", "model.checkpointing", "model.device"}
+
+// Incompatible lists the keys whose values differ between two resolved configs and would change the training
+// (everything but logging, checkpoint cadence and such), as "key: old -> new".
+func Incompatible(old, cur []byte) ([]string, error) {
+	var a, b map[string]any
+	if _, err := toml.Decode(string(old), &a); err != nil {
+		return nil, err
+	}
+	if _, err := toml.Decode(string(cur), &b); err != nil {
+		return nil, err
+	}
+	fa, fb := map[string]string{}, map[string]string{}
+	flatten("", a, fa)
+	flatten("", b, fb)
+	keys := map[string]bool{}
+	for k := range fa {
+		keys[k] = true
+	}
+	for k := range fb {
+		keys[k] = true
+	}
+	var diffs []string
+	for k := range keys {
+		if fa[k] == fb[k] || compatible(k) {
+			continue
+		}
+		diffs = append(diffs, fmt.Sprintf("%s: %s -> %s", k, orNone(fa[k]), orNone(fb[k])))
+	}
+	sort.Strings(diffs)
+	return diffs, nil
+}
+
+func compatible(k string) bool {
+	for _, p := range compatibleKeys {
+		if strings.HasPrefix(k, p) || strings.Contains(k, "].data.workers") {
+			return true
+		}
+	}
+	return false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(unset)"
+	}
+	return s
+}
+
+func flatten(prefix string, v any, out map[string]string) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			flatten(p, e, out)
+		}
+	case []map[string]any:
+		for i, e := range x {
+			flatten(fmt.Sprintf("%s[%d]", prefix, i), e, out)
+		}
+	case []any:
+		if len(x) > 0 {
+			if _, ok := x[0].(map[string]any); ok {
+				for i, e := range x {
+					flatten(fmt.Sprintf("%s[%d]", prefix, i), e, out)
+				}
+				return
+			}
+		}
+		out[prefix] = fmt.Sprint(x)
+	default:
+		if reflect.ValueOf(v).IsValid() {
+			out[prefix] = fmt.Sprint(x)
+		}
+	}
+}
+
+// Hash identifies the computation: a hash of the resolved config without its compatible keys.
+func Hash(resolved []byte) string {
+	var m map[string]any
+	if _, err := toml.Decode(string(resolved), &m); err != nil {
+		return ""
+	}
+	f := map[string]string{}
+	flatten("", m, f)
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		if !compatible(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\n", k, f[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

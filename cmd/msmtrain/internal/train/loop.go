@@ -1,0 +1,383 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"time"
+
+	"github.com/msmtrain/msmtrain/data/loader"
+	"github.com/msmtrain/msmtrain/data/shard"
+	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/optim"
+)
+
+// stageRun is the state of one stage's optimisation.
+type stageRun struct {
+	cfg         *Config
+	st          *Stage
+	idx         int
+	model       Model
+	opt         *optim.AdamW
+	sched       optim.Schedule
+	ld          *loader.Loader
+	val         *shard.Dataset
+	lcfg        loader.Config
+	accum       int
+	total       int
+	env         Env
+	rank, world int
+	hash        string
+
+	step      int // optimizer steps completed
+	counters  counters
+	metrics   *metricsLog
+	con       *console
+	stepsHere int // steps run by this process (for Env.StopAfter)
+}
+
+func (r *stageRun) loop(ctx context.Context) error {
+	t := r.st.Train
+	flops := r.model.FLOPsPerToken(t.SeqLen)
+	peak := peakTFLOPS(r.cfg.Model.PeakTFLOPS, r.env.Device) * 1e12
+	if r.cfg.Eval.AtStart && r.step == 0 && r.val != nil {
+		if _, err := r.evaluate(); err != nil {
+			return err
+		}
+	}
+	for r.step < r.total {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		res, err := r.trainStep()
+		if err != nil {
+			return fmt.Errorf("stage %s step %d: %w", r.st.Name, r.step+1, err)
+		}
+		if err := torch.Synchronize(r.env.Device); err != nil {
+			return err
+		}
+		dt := time.Since(t0).Seconds()
+		if res.nonFinite && t.NonFinite == "stop" {
+			if _, err := r.checkpoint(); err != nil {
+				return err
+			}
+			return fmt.Errorf("stage %s step %d: non-finite gradients (nonfinite = \"stop\"); checkpoint of step %d saved",
+				r.st.Name, r.step+1, r.step)
+		}
+		r.step++
+		r.stepsHere++
+		r.counters.Tokens += res.tokens
+		r.counters.Trained += res.trained
+		r.counters.Seconds += dt
+		if res.nonFinite {
+			r.counters.Skipped++
+		} else {
+			r.counters.LastLoss = res.loss
+		}
+		if r.rank == 0 {
+			rec := trainRecord{Kind: "train", Stage: r.st.Name, Step: r.step, Loss: res.loss, LR: res.lr, GradNorm: res.gradNorm,
+				Tokens: r.counters.Tokens, Trained: r.counters.Trained, TokensPerS: float64(res.tokens) / dt,
+				MemBytes: memBytes(r.env.Device), Skipped: res.nonFinite, Time: time.Now().UTC().Format(time.RFC3339)}
+			if peak > 0 {
+				rec.MFU = flops * rec.TokensPerS / (peak * float64(r.world))
+			}
+			if err := r.metrics.write(rec); err != nil {
+				return err
+			}
+			r.con.step(rec)
+		}
+		if ev := r.cfg.Eval.Every; ev > 0 && r.step%ev == 0 && r.step < r.total && r.val != nil {
+			if _, err := r.evaluate(); err != nil {
+				return err
+			}
+		}
+		stop, err := r.stopRequested()
+		if err != nil {
+			return err
+		}
+		ce := r.cfg.Checkpoint.Every
+		if stop || (ce > 0 && r.step%ce == 0 && r.step < r.total) {
+			path, err := r.checkpoint()
+			if err != nil {
+				return err
+			}
+			if stop {
+				if r.rank == 0 {
+					r.con.printf("stage %s: stop requested; checkpoint %s saved\n", r.st.Name, path)
+				}
+				return ErrStopped
+			}
+		}
+	}
+	return nil
+}
+
+// stopRequested agrees across processes on whether to stop now (any process got the signal).
+func (r *stageRun) stopRequested() (bool, error) {
+	local := (r.env.Stop != nil && r.env.Stop.Load()) || (r.env.StopAfter > 0 && r.stepsHere >= r.env.StopAfter)
+	if r.env.PG == nil {
+		return local, nil
+	}
+	v := 0.0
+	if local {
+		v = 1
+	}
+	f := torch.FromFloat64s([]float64{v})
+	defer f.Free()
+	if err := r.env.PG.AllReduce([]*torch.Tensor{f}, torch.ReduceOpMax); err != nil {
+		return false, err
+	}
+	x, err := f.Item()
+	return x != 0, err
+}
+
+type stepResult struct {
+	loss, lr, gradNorm float64
+	tokens, trained    int64
+	nonFinite          bool
+}
+
+// trainStep runs one optimizer step: accum micro-batches per process, loss normalised by the global count of
+// trained target tokens, gradients summed across processes, clipping, AdamW.
+func (r *stageRun) trainStep() (stepResult, error) {
+	var res stepResult
+	batches := make([]*loader.Batch, 0, r.accum)
+	var tokens, trained int64
+	for i := 0; i < r.accum; i++ {
+		b, err := r.ld.Next()
+		if err != nil {
+			return res, err
+		}
+		batches = append(batches, b)
+		tokens += int64(b.Tokens)
+		trained += int64(b.Trained)
+	}
+	counts, err := r.allSum([]float64{float64(tokens), float64(trained)})
+	if err != nil {
+		return res, err
+	}
+	res.tokens, res.trained = int64(counts[0]), int64(counts[1])
+	res.lr = r.sched.LR(r.step)
+	if res.trained == 0 {
+		res.nonFinite = false
+		return res, nil // nothing to learn from (all padding): no update
+	}
+	inv := 1 / counts[1]
+	lossSum := 0.0
+	dev := r.env.Device
+	for _, b := range batches {
+		s := torch.NewScope()
+		in := batchTensors(b, dev)
+		loss := r.model.Loss(in.ids, in.pos, in.seg, in.tgt, in.w)
+		if err := loss.MulScalar(inv).Backward(nil); err != nil {
+			s.Close()
+			return res, err
+		}
+		v, err := loss.Item()
+		s.Close()
+		if err != nil {
+			return res, err
+		}
+		lossSum += v
+	}
+	params := r.opt.Tensors()
+	if r.env.PG != nil {
+		if err := r.allReduceGrads(params); err != nil {
+			return res, err
+		}
+		l, err := r.allSum([]float64{lossSum})
+		if err != nil {
+			return res, err
+		}
+		lossSum = l[0]
+	}
+	res.loss = lossSum * inv
+	var norm float64
+	if r.st.Train.ClipNorm > 0 {
+		norm, err = torch.ClipGradNorm(params, r.st.Train.ClipNorm)
+	} else {
+		norm, err = torch.GradNorm(params)
+	}
+	if err != nil {
+		return res, err
+	}
+	res.gradNorm = norm
+	if math.IsNaN(norm) || math.IsInf(norm, 0) || math.IsNaN(res.loss) || math.IsInf(res.loss, 0) {
+		res.nonFinite = true
+		return res, r.opt.ZeroGrad()
+	}
+	if err := r.opt.Step(res.lr); err != nil {
+		return res, err
+	}
+	return res, r.opt.ZeroGrad()
+}
+
+type batchIn struct{ ids, pos, seg, tgt, w *torch.Tensor }
+
+// batchTensors puts a loader batch on dev as (B, T) tensors: int64 ids, positions, segment ids and targets, and
+// float32 weights.
+func batchTensors(b *loader.Batch, dev torch.Device) batchIn {
+	shape := []int64{int64(b.Rows), int64(b.SeqLen)}
+	i64 := func(v []int32) *torch.Tensor {
+		t := torch.FromInt32s(v, shape...)
+		return t.To(torch.Int64).ToDevice(dev)
+	}
+	w := torch.FromFloat32s(b.Weight, shape...).ToDevice(dev)
+	return batchIn{ids: i64(b.Input), pos: i64(b.Pos), seg: i64(b.DocID), tgt: i64(b.Target), w: w}
+}
+
+// allSum sums small values across processes (float64, exact for counts below 2^53).
+func (r *stageRun) allSum(v []float64) ([]float64, error) {
+	if r.env.PG == nil {
+		return v, nil
+	}
+	t := torch.FromFloat64s(v)
+	defer t.Free()
+	if err := r.env.PG.AllReduce([]*torch.Tensor{t}, torch.ReduceOpSum); err != nil {
+		return nil, err
+	}
+	return t.Float64s()
+}
+
+// bucketBytes bounds one gradient all-reduce: large enough to amortise latency, small enough not to double
+// memory for full fine-tuning.
+const bucketBytes = 64 << 20
+
+// allReduceGrads sums gradients across processes in buckets.
+func (r *stageRun) allReduceGrads(params []*torch.Tensor) error {
+	s := torch.NewScope()
+	defer s.Close()
+	var bucket []*torch.Tensor
+	var size int64
+	flush := func() error {
+		if len(bucket) == 0 {
+			return nil
+		}
+		err := r.env.PG.AllReduce(bucket, torch.ReduceOpSum)
+		bucket, size = bucket[:0], 0
+		return err
+	}
+	for _, p := range params {
+		g := p.Grad()
+		if g == nil {
+			continue
+		}
+		if err := g.Err(); err != nil {
+			return err
+		}
+		bucket = append(bucket, g)
+		size += g.Numel() * int64(g.DType().Size())
+		if size >= bucketBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// broadcastParams makes every process start from rank 0's trainable weights.
+func (r *stageRun) broadcastParams() error {
+	if r.env.PG == nil {
+		return nil
+	}
+	return r.env.PG.Broadcast(r.opt.Tensors(), 0)
+}
+
+// evaluate computes the held-out loss per trained token over the validation set (all processes share it) and logs it.
+func (r *stageRun) evaluate() (float64, error) {
+	cfg := r.lcfg
+	vl, err := loader.New(r.val, cfg, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer vl.Close()
+	n := vl.StepsPerEpoch(0)
+	if m := r.cfg.Eval.MaxBatches; m > 0 && n > m {
+		n = m
+	}
+	var lossSum, tokens float64
+	var err2 error
+	torch.NoGrad(func() {
+		for i := 0; i < n; i++ {
+			b, err := vl.Next()
+			if err != nil {
+				err2 = err
+				return
+			}
+			if b.Trained == 0 {
+				continue
+			}
+			s := torch.NewScope()
+			in := batchTensors(b, r.env.Device)
+			v, err := r.model.Loss(in.ids, in.pos, in.seg, in.tgt, in.w).Item()
+			s.Close()
+			if err != nil {
+				err2 = err
+				return
+			}
+			lossSum += v
+			tokens += float64(b.Trained)
+		}
+	})
+	if err2 != nil {
+		return 0, err2
+	}
+	sums, err := r.allSum([]float64{lossSum, tokens})
+	if err != nil {
+		return 0, err
+	}
+	if sums[1] == 0 {
+		return 0, nil
+	}
+	loss := sums[0] / sums[1]
+	if r.rank == 0 {
+		rec := evalRecord{Kind: "eval", Stage: r.st.Name, Step: r.step, EvalLoss: loss, EvalPPL: math.Exp(loss),
+			Tokens: int64(sums[1]), Time: time.Now().UTC().Format(time.RFC3339)}
+		if err := r.metrics.write(rec); err != nil {
+			return 0, err
+		}
+		if r.con != nil {
+			r.con.printf("%s step %d: eval loss %.4f (ppl %.2f, %d tokens)\n", r.st.Name, r.step, loss, rec.EvalPPL, rec.Tokens)
+		}
+	}
+	return loss, nil
+}
+
+// checkpoint saves the training state (rank 0 writes; every rank contributes its data-loader state).
+func (r *stageRun) checkpoint() (string, error) {
+	states, err := r.gatherLoaderStates()
+	if err != nil {
+		return "", err
+	}
+	path := ""
+	if r.rank == 0 {
+		rng, err := (*torch.Generator)(nil).State()
+		if err != nil {
+			return "", err
+		}
+		st := ckptState{Stage: r.st.Name, Step: r.step, OptSteps: r.opt.Steps(), Total: r.total, ConfigHash: r.hash, Loaders: states, RNG: rng,
+			Counters: r.counters}
+		if r.env.Device.IsCUDA() {
+			if st.RNGCUDA, err = torch.CUDARNGState(r.env.Device.Index); err != nil {
+				return "", err
+			}
+		}
+		trainable := map[string]*torch.Tensor{}
+		for _, p := range r.model.Params() {
+			trainable[p.Name] = p.Tensor
+		}
+		path, err = saveCheckpoint(filepath.Join(r.cfg.OutDir, "checkpoints"), st, trainable, r.opt.State(), r.cfg.Checkpoint.Keep)
+		if err != nil {
+			return "", err
+		}
+	}
+	if r.env.PG != nil {
+		if err := r.env.PG.Barrier(); err != nil {
+			return "", err
+		}
+	}
+	return path, nil
+}

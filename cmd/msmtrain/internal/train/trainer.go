@@ -1,0 +1,361 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/msmtrain/msmtrain/data/loader"
+	"github.com/msmtrain/msmtrain/data/prep"
+	"github.com/msmtrain/msmtrain/data/shard"
+	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/dist"
+	"github.com/msmtrain/msmtrain/torch/optim"
+)
+
+// Model is what a stage trains. The decoder models implement it (see model.go).
+type Model interface {
+	// Loss returns the sum over positions of weight * cross-entropy (targets < 0 ignored) for packed rows.
+	Loss(ids, pos, seg, targets, weights *torch.Tensor) *torch.Tensor
+	// Params are the trainable tensors with stable names.
+	Params() []optim.Param
+	// FLOPsPerToken is the training cost of one token at seqLen, for MFU.
+	FLOPsPerToken(seqLen int) float64
+	// SaveOutput writes the stage's product: a PEFT adapter (LoRA) or a Hugging Face model (full fine-tuning).
+	SaveOutput(dir string) error
+	// LoadOutput continues from a previous stage's SaveOutput.
+	LoadOutput(dir string) error
+	// MergeAdapter folds the LoRA adapter into the base weights and starts a fresh adapter.
+	MergeAdapter() error
+	Free()
+}
+
+// Builder makes the model of a config on a device: the base weights plus a fresh adapter when LoRA is on.
+type Builder func(cfg *Config, dev torch.Device) (Model, error)
+
+// Env is where a run happens.
+type Env struct {
+	Out, Err io.Writer // console (rank 0 prints)
+	Dist     dist.Env
+	PG       *torch.ProcessGroup // nil: one process
+	Device   torch.Device
+	Build    Builder
+	// Stop is set by SIGTERM/SIGUSR1: the loop saves a checkpoint after the current step and returns ErrStopped.
+	Stop *atomic.Bool
+	// StopAfter, if > 0, stops like Stop after that many optimizer steps of this process (tests, smoke runs).
+	StopAfter int
+}
+
+// ErrStopped is returned when a stop was requested: a checkpoint was saved and re-running resumes.
+var ErrStopped = errors.New("train: stopped by signal after saving a checkpoint; run the same command to resume")
+
+// StageSummary is written to RUN/<stage>/summary.json.
+type StageSummary struct {
+	Name           string  `json:"name"`
+	Kind           string  `json:"kind"`
+	Steps          int     `json:"steps"`
+	Tokens         int64   `json:"tokens"`
+	TrainedTokens  int64   `json:"trained_tokens"`
+	SkippedSteps   int     `json:"skipped_steps"`
+	FinalTrainLoss float64 `json:"final_train_loss"`
+	FinalEvalLoss  float64 `json:"final_eval_loss"`
+	Seconds        float64 `json:"seconds"`
+	Output         string  `json:"output"`
+}
+
+// Run runs every stage of cfg in order, skipping finished ones and resuming an interrupted one.
+func Run(ctx context.Context, cfg *Config, env Env) error {
+	rank0 := env.Dist.Rank == 0
+	resolved, err := cfg.Resolved()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(cfg.OutDir, "config.toml")
+	if old, err := os.ReadFile(cfgPath); err == nil {
+		diffs, err := Incompatible(old, resolved)
+		if err != nil {
+			return fmt.Errorf("train: %s: %w", cfgPath, err)
+		}
+		if len(diffs) > 0 {
+			return fmt.Errorf("train: the config differs from the one %s was started with, in ways that change the training:\n  %s\n"+
+				"use a new out_dir, or restore those values", cfg.OutDir, joinLines(diffs))
+		}
+	}
+	if rank0 {
+		if err := writeFileAtomic(cfgPath, resolved); err != nil {
+			return err
+		}
+	}
+	hash := Hash(resolved)
+	model, err := env.Build(cfg, env.Device)
+	if err != nil {
+		return err
+	}
+	defer model.Free()
+	var summaries []StageSummary
+	prev := ""
+	for i := range cfg.Stages {
+		st := &cfg.Stages[i]
+		stageDir := filepath.Join(cfg.OutDir, st.Name)
+		if sum, ok := readDone(stageDir); ok {
+			if rank0 {
+				fmt.Fprintf(env.Out, "stage %s: already complete (%d steps, final loss %.4f), skipping\n", st.Name, sum.Steps, sum.FinalTrainLoss)
+			}
+			summaries = append(summaries, sum)
+			prev = st.Name
+			continue
+		}
+		if prev != "" {
+			// Continue from the previous stage's product: in the same process it is already in the model, but a
+			// fresh process (or one that resumed mid-stage) must load it.
+			if err := model.LoadOutput(filepath.Join(cfg.OutDir, prev, "output")); err != nil {
+				return fmt.Errorf("stage %s: continuing from stage %s: %w", st.Name, prev, err)
+			}
+			if st.Init == "merge" {
+				if err := model.MergeAdapter(); err != nil {
+					return fmt.Errorf("stage %s: merging the adapter of %s: %w", st.Name, prev, err)
+				}
+			}
+		}
+		sum, err := runStage(ctx, cfg, i, model, env, hash)
+		if err != nil {
+			return err
+		}
+		summaries = append(summaries, sum)
+		prev = st.Name
+	}
+	if rank0 {
+		b, _ := json.MarshalIndent(struct {
+			Stages []StageSummary `json:"stages"`
+		}{summaries}, "", "  ")
+		return writeFileAtomic(filepath.Join(cfg.OutDir, "summary.json"), b)
+	}
+	return nil
+}
+
+func joinLines(s []string) string {
+	out := ""
+	for i, l := range s {
+		if i > 0 {
+			out += "\n  "
+		}
+		out += l
+	}
+	return out
+}
+
+func readDone(stageDir string) (StageSummary, bool) {
+	var s StageSummary
+	b, err := os.ReadFile(filepath.Join(stageDir, "DONE"))
+	if err != nil || json.Unmarshal(b, &s) != nil {
+		return s, false
+	}
+	return s, true
+}
+
+// prepareData prepares the stage's sources into RUN/data/<stage> (rank 0; the others wait) and opens them.
+func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, val *shard.Dataset, tokHash string, err error) {
+	pc := st.Data
+	pc.OutDir = filepath.Join(cfg.OutDir, "data", st.Name)
+	pc.Tokenizer = cfg.tokenizerPath()
+	if pc.ChatTemplate == "" {
+		pc.ChatTemplate = cfg.Model.ChatTemplate
+	}
+	if pc.MaxLen == 0 {
+		pc.MaxLen = st.Train.SeqLen + 1
+	}
+	if pc.Seed == 0 {
+		pc.Seed = cfg.Seed
+	}
+	if env.Dist.Rank == 0 {
+		var progress io.Writer = env.Err
+		sum, err := prep.Run(ctx, pc, progress)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("stage %s: data: %w", st.Name, err)
+		}
+		if !sum.UpToDate {
+			fmt.Fprintf(env.Out, "stage %s: prepared %d train docs (%d tokens), %d val docs\n", st.Name, sum.TrainDocs,
+				sum.TrainTokens, sum.ValDocs)
+		}
+	}
+	if env.PG != nil {
+		if err := env.PG.Barrier(); err != nil {
+			return nil, nil, "", err
+		}
+	}
+	train, err = shard.OpenDataset(filepath.Join(pc.OutDir, "train"), shard.OpenOptions{})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if v, err := shard.OpenDataset(filepath.Join(pc.OutDir, "val"), shard.OpenOptions{}); err == nil && v.NumDocs() > 0 {
+		val = v
+	}
+	return train, val, train.Manifest.TokenizerHash, nil
+}
+
+func (c *Config) tokenizerPath() string {
+	if c.Model.Tokenizer != "" {
+		return c.Model.Tokenizer
+	}
+	return filepath.Join(c.Model.Path, "tokenizer.json")
+}
+
+// runStage trains one stage to its end (or to a stop), resuming from its latest checkpoint.
+func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, hash string) (StageSummary, error) {
+	st := &cfg.Stages[idx]
+	rank, world := env.Dist.Rank, max(env.Dist.World, 1)
+	rank0 := rank == 0
+	t := st.Train
+	trainDS, valDS, _, err := prepareData(ctx, cfg, st, env)
+	if err != nil {
+		return StageSummary{}, err
+	}
+	defer trainDS.Close()
+	if valDS != nil {
+		defer valDS.Close()
+	}
+	accum, err := t.accumulation(world)
+	if err != nil {
+		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
+	}
+	mode := loader.Pack
+	if t.Mode == "pad" {
+		mode = loader.Pad
+	}
+	lcfg := loader.Config{SeqLen: t.SeqLen, Rows: t.MicroBatch, Mode: mode, Seed: cfg.Seed + uint64(idx), Rank: rank, World: world}
+
+	// Resume?
+	ckDir := filepath.Join(cfg.OutDir, "checkpoints")
+	if rank0 {
+		removeTemps(ckDir)
+	}
+	cks, err := listCheckpoints(ckDir, st.Name)
+	if err != nil {
+		return StageSummary{}, err
+	}
+	var resume *ckptState
+	if len(cks) > 0 {
+		s, err := readCkptState(cks[len(cks)-1])
+		if err != nil {
+			return StageSummary{}, err
+		}
+		if s.ConfigHash != hash {
+			return StageSummary{}, fmt.Errorf("stage %s: checkpoint %s was made with another config (hash %s, now %s)", st.Name, cks[len(cks)-1], s.ConfigHash, hash)
+		}
+		if len(s.Loaders) != world {
+			return StageSummary{}, fmt.Errorf("stage %s: checkpoint %s has %d data-loader states, this run has %d processes; resume with the same number of processes",
+				st.Name, cks[len(cks)-1], len(s.Loaders), world)
+		}
+		resume = &s
+	}
+	var from *loader.State
+	if resume != nil {
+		from = &resume.Loaders[rank]
+	}
+	ld, err := loader.New(trainDS, lcfg, from)
+	if err != nil {
+		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
+	}
+	defer ld.Close()
+
+	total := t.Steps
+	if total == 0 {
+		micro := int(t.Epochs * float64(ld.StepsPerEpoch(0)))
+		total = max(1, (micro+accum-1)/accum)
+	}
+	params := model.Params()
+	opt, err := optim.NewAdamW(params, t.adamw())
+	if err != nil {
+		return StageSummary{}, err
+	}
+	defer opt.Free()
+	sched, err := optim.NewSchedule(t.schedule(), t.LR, total)
+	if err != nil {
+		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
+	}
+
+	r := &stageRun{cfg: cfg, st: st, idx: idx, model: model, opt: opt, sched: sched, ld: ld, val: valDS, lcfg: lcfg,
+		accum: accum, total: total, env: env, rank: rank, world: world, hash: hash}
+	if resume != nil {
+		if err := r.restore(cks[len(cks)-1], resume); err != nil {
+			return StageSummary{}, err
+		}
+	} else {
+		if err := torch.ManualSeed(cfg.Seed + uint64(idx)); err != nil {
+			return StageSummary{}, err
+		}
+		if err := r.broadcastParams(); err != nil {
+			return StageSummary{}, err
+		}
+	}
+	if rank0 {
+		if r.metrics, err = openMetrics(filepath.Join(cfg.OutDir, "metrics.jsonl"), st.Name, r.step); err != nil {
+			return StageSummary{}, err
+		}
+		defer r.metrics.Close()
+		what := "starting"
+		if resume != nil {
+			what = fmt.Sprintf("resuming at step %d", r.step)
+		}
+		fmt.Fprintf(env.Out, "stage %s (%s): %s; %d steps of %d x %d rows x %d tokens (%d micro-batches/step/process, %d processes), lr %g\n",
+			st.Name, st.Kind, what, total, accum*world, t.MicroBatch, t.SeqLen, accum, world, t.LR)
+		r.con = newConsole(env.Err, cfg.Log.Progress, cfg.Log.Every, st.Name, r.step, total)
+	}
+	if err := r.loop(ctx); err != nil {
+		if r.con != nil {
+			r.con.done()
+		}
+		return StageSummary{}, err
+	}
+	if r.con != nil {
+		r.con.done()
+	}
+	evalLoss := 0.0
+	if r.val != nil {
+		if evalLoss, err = r.evaluate(); err != nil {
+			return StageSummary{}, err
+		}
+	}
+	sum := StageSummary{Name: st.Name, Kind: st.Kind, Steps: r.step, Tokens: r.counters.Tokens, TrainedTokens: r.counters.Trained,
+		SkippedSteps: r.counters.Skipped, FinalTrainLoss: r.counters.LastLoss, FinalEvalLoss: evalLoss, Seconds: r.counters.Seconds}
+	stageDir := filepath.Join(cfg.OutDir, st.Name)
+	if rank0 {
+		out := filepath.Join(stageDir, "output")
+		if err := os.MkdirAll(stageDir, 0o755); err != nil {
+			return sum, err
+		}
+		tmp := out + ".tmp"
+		os.RemoveAll(tmp)
+		if err := model.SaveOutput(tmp); err != nil {
+			return sum, fmt.Errorf("stage %s: saving output: %w", st.Name, err)
+		}
+		os.RemoveAll(out)
+		if err := os.Rename(tmp, out); err != nil {
+			return sum, err
+		}
+		sum.Output = out
+		b, _ := json.MarshalIndent(sum, "", "  ")
+		if err := writeFileAtomic(filepath.Join(stageDir, "summary.json"), b); err != nil {
+			return sum, err
+		}
+		if err := writeFileAtomic(filepath.Join(stageDir, "DONE"), b); err != nil {
+			return sum, err
+		}
+		fmt.Fprintf(env.Out, "stage %s: done in %.1fs: %d steps, final train loss %.4f, eval loss %.4f; output %s\n",
+			st.Name, sum.Seconds, sum.Steps, sum.FinalTrainLoss, sum.FinalEvalLoss, out)
+	}
+	if env.PG != nil {
+		if err := env.PG.Barrier(); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
+}

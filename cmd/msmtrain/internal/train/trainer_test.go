@@ -1,0 +1,451 @@
+package train
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/dist"
+)
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	good := testConfig(dir, filepath.Join(dir, "run"), "")
+	if _, err := Parse([]byte(good), "good.toml", nil); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	cases := []struct {
+		name, text string
+		sets       []string
+		want       string
+	}{
+		{"unknown key", strings.Replace(good, "lr = 0.05", "lr = 0.05\nlearning_rate = 1", 1), nil, "unknown key train.learning_rate"},
+		{"wrong type", strings.Replace(good, "seq_len = 32", `seq_len = "long"`, 1), nil, "seq_len"},
+		{"missing data", strings.Replace(good, filepath.Join(dir, "docs.jsonl"), filepath.Join(dir, "nope.jsonl"), 1), nil, "no file matches"},
+		{"bad mode", good, []string{"train.mode=zigzag"}, `train.mode = "zigzag"`},
+		{"bad schedule", good, []string{"train.schedule=exp"}, "schedule"},
+		{"bad set", good, []string{"train.lr"}, "want section.key=value"},
+		{"stage kind", strings.Replace(good, `kind = "aft"`, `kind = "rl"`, 1), nil, `kind = "rl"`},
+		{"lora target", good, []string{"lora.enabled=true", `lora.targets=["q_proj","qq"]`}, `unknown module "qq"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.text), "x.toml", c.sets)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+			if strings.Count(err.Error(), "\n") > 0 {
+				t.Errorf("error is not one line: %q", err)
+			}
+			if !strings.Contains(err.Error(), "x.toml") && !strings.Contains(err.Error(), "--set") {
+				t.Errorf("error does not name the file: %q", err)
+			}
+		})
+	}
+}
+
+func TestSetOverrides(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	c, err := Parse([]byte(testConfig(dir, filepath.Join(dir, "run"), "")), "x.toml",
+		[]string{"train.lr=0.5", "seed=99", "checkpoint.keep=5", "name=other run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Train.LR != 0.5 || c.Seed != 99 || c.Checkpoint.Keep != 5 || c.Name != "other run" {
+		t.Fatalf("overrides not applied: lr %g seed %d keep %d name %q", c.Train.LR, c.Seed, c.Checkpoint.Keep, c.Name)
+	}
+	if c.Stages[0].Train.LR != 0.5 || c.Stages[1].Train.LR != 0.02 {
+		t.Fatalf("stage lrs %g %g: [train] should reach msm, aft keeps its own", c.Stages[0].Train.LR, c.Stages[1].Train.LR)
+	}
+	if c.Stages[1].Train.SeqLen != 160 || c.Stages[1].Train.MicroBatch != 2 {
+		t.Fatalf("aft: seq_len %d (own), micro_batch %d (inherited)", c.Stages[1].Train.SeqLen, c.Stages[1].Train.MicroBatch)
+	}
+}
+
+func runConfig(t *testing.T, text string, stopAfter int) error {
+	t.Helper()
+	cfg, err := Parse([]byte(text), "test.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Run(context.Background(), cfg, Env{Out: io.Discard, Err: io.Discard, Dist: dist.Env{World: 1},
+		Device: torch.CPU, Build: bigramBuilder, StopAfter: stopAfter})
+}
+
+type metricLine struct {
+	Kind     string          `json:"kind"`
+	Stage    string          `json:"stage"`
+	Step     int             `json:"step"`
+	Loss     json.RawMessage `json:"loss"`
+	LR       json.RawMessage `json:"lr"`
+	GradNorm json.RawMessage `json:"grad_norm"`
+	Tokens   int64           `json:"tokens"`
+	Trained  int64           `json:"trained_tokens"`
+	EvalLoss json.RawMessage `json:"eval_loss"`
+}
+
+func readMetrics(t *testing.T, path string) []metricLine {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []metricLine
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m metricLine
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestTwoStagesRunAndSkip(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	out := filepath.Join(dir, "run")
+	text := testConfig(dir, out, "epochs = 3")
+	base := torch.LiveTensors()
+	if err := runConfig(t, text, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := torch.LiveTensors() - base; d != 0 {
+		t.Errorf("%d tensors leaked by a run", d)
+	}
+	ms := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	var msm []float64
+	for _, m := range ms {
+		if m.Kind == "train" && m.Stage == "msm" {
+			var v float64
+			json.Unmarshal(m.Loss, &v)
+			msm = append(msm, v)
+		}
+	}
+	if len(msm) < 6 || msm[len(msm)-1] > msm[0]*0.8 {
+		t.Fatalf("msm loss did not fall: %v", msm)
+	}
+	for _, stage := range []string{"msm", "aft"} {
+		if _, err := os.Stat(filepath.Join(out, stage, "DONE")); err != nil {
+			t.Fatalf("stage %s not complete: %v", stage, err)
+		}
+	}
+	// a second run skips both stages and changes nothing
+	before, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if err := runConfig(t, text, 0); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if string(before) != string(after) {
+		t.Fatal("re-running a finished run changed its metrics")
+	}
+	// an incompatible change is refused with the reason
+	err := runConfig(t, strings.Replace(text, "lr = 0.05", "lr = 0.07", 1), 0)
+	if err == nil || !strings.Contains(err.Error(), "train.lr: 0.05 -> 0.07") {
+		t.Fatalf("changed lr: %v", err)
+	}
+}
+
+// TestAccumulationInvariance: one micro-batch of 8 rows and 8 micro-batches of 1 row give the same loss and the
+// same update (pad mode, so both see the same 8 examples).
+func TestAccumulationInvariance(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	run := func(name, train string) ([]metricLine, map[string]*torch.Tensor) {
+		out := filepath.Join(dir, name)
+		text := testConfig(dir, out, "mode = \"pad\"\nsteps = 3\nglobal_batch = 8\n"+train)
+		text = strings.Replace(text, "micro_batch = 2\n", "", 1)
+		if err := runConfig(t, text, 0); err != nil {
+			t.Fatal(err)
+		}
+		w, err := torch.LoadFile(filepath.Join(out, "msm", "output", "weights.safetensors"), torch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readMetrics(t, filepath.Join(out, "metrics.jsonl")), w
+	}
+	m1, w1 := run("one", "micro_batch = 8")
+	m8, w8 := run("eight", "micro_batch = 1")
+	for i := range m1 {
+		if m1[i].Kind != "train" || m1[i].Stage != "msm" {
+			continue
+		}
+		var a, b float64
+		json.Unmarshal(m1[i].Loss, &a)
+		json.Unmarshal(m8[i].Loss, &b)
+		t.Logf("step %d: loss %.9g vs %.9g", m1[i].Step, a, b)
+		if math.Abs(a-b) > 1e-5*math.Abs(a) || m1[i].Trained != m8[i].Trained {
+			t.Fatalf("step %d: loss %.9g (1x8) vs %.9g (8x1), trained %d vs %d", m1[i].Step, a, b, m1[i].Trained, m8[i].Trained)
+		}
+	}
+	for _, k := range []string{"emb", "out"} {
+		d := maxDiff(t, w1[k], w8[k])
+		t.Logf("%s: max |diff| after 3 steps %.3g", k, d)
+		if d > 1e-5 {
+			t.Fatalf("%s differs by %.3g", k, d)
+		}
+	}
+}
+
+func maxDiff(t *testing.T, a, b *torch.Tensor) float64 {
+	x, err := a.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := b.Float32s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := 0.0
+	for i := range x {
+		d = math.Max(d, math.Abs(float64(x[i]-y[i])))
+	}
+	return d
+}
+
+// worker runs a config in a child process (see TestMain-style re-execution below).
+func TestWorker(t *testing.T) {
+	path := os.Getenv("MSM_TRAIN_WORKER")
+	if path == "" {
+		t.Skip("runs only as a child process of the resume and data-parallel tests")
+	}
+	cfg, err := Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := dist.FromEnv(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := dist.Init(env, "gloo", torch.CPU, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pg != nil {
+		defer pg.Close()
+	}
+	var stop atomic.Bool
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGUSR1)
+	go func() {
+		<-sig
+		stop.Store(true)
+	}()
+	delay := os.Getenv("MSM_TRAIN_STEP_DELAY") != ""
+	build := bigramBuilder
+	if delay {
+		build = func(cfg *Config, dev torch.Device) (Model, error) {
+			return slowModel{newBigram(512, cfg.Seed)}, nil
+		}
+	}
+	err = Run(context.Background(), cfg, Env{Out: os.Stdout, Err: os.Stdout, Dist: env, PG: pg, Device: torch.CPU, Build: build, Stop: &stop})
+	if errors.Is(err, ErrStopped) {
+		fmt.Println("WORKER STOPPED")
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("WORKER DONE")
+}
+
+// slowModel sleeps in each loss so that a test can kill a run at a chosen step.
+type slowModel struct{ *bigram }
+
+func (m slowModel) Loss(ids, pos, seg, targets, weights *torch.Tensor) *torch.Tensor {
+	time.Sleep(20 * time.Millisecond)
+	return m.bigram.Loss(ids, pos, seg, targets, weights)
+}
+
+func worker(t *testing.T, cfgPath string, env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWorker$", "-test.v")
+	cmd.Env = append(append(os.Environ(), "MSM_TRAIN_WORKER="+cfgPath), env...)
+	return cmd
+}
+
+func writeConfig(t *testing.T, dir, name, text string) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// comparable drops what legitimately differs between two runs (time, speed, memory).
+func sameMetrics(t *testing.T, a, b []metricLine) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%d metric lines vs %d", len(a), len(b))
+	}
+	for i := range a {
+		ja, _ := json.Marshal(a[i])
+		jb, _ := json.Marshal(b[i])
+		if string(ja) != string(jb) {
+			t.Fatalf("metric line %d differs:\n  %s\n  %s", i, ja, jb)
+		}
+	}
+}
+
+// TestExactResumeAfterSIGKILL kills a run with SIGKILL at a random step (also during checkpoint saves), re-runs
+// it, and requires the same per-step metrics, bit for bit, as an uninterrupted run.
+func TestExactResumeAfterSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	ref := filepath.Join(dir, "ref")
+	if err := runConfig(t, testConfig(dir, ref, "epochs = 2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	want := readMetrics(t, filepath.Join(ref, "metrics.jsonl"))
+	out := filepath.Join(dir, "killed")
+	cfgPath := writeConfig(t, dir, "killed.toml", testConfig(dir, out, "epochs = 2"))
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	kills := 0
+	for attempt := 0; attempt < 10; attempt++ {
+		cmd := worker(t, cfgPath, "MSM_TRAIN_STEP_DELAY=1")
+		var outBuf strings.Builder
+		cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		wait := time.Duration(300+r.IntN(1500)) * time.Millisecond
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("worker failed: %v\n%s", err, outBuf.String())
+			}
+			attempt = 100 // finished
+		case <-time.After(wait):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+	}
+	if kills == 0 {
+		t.Fatal("the run was never killed: the test proves nothing")
+	}
+	if _, err := os.Stat(filepath.Join(out, "aft", "DONE")); err != nil {
+		cmd := worker(t, cfgPath)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("final run: %v\n%s", err, b)
+		}
+	}
+	t.Logf("killed %d times", kills)
+	sameMetrics(t, want, readMetrics(t, filepath.Join(out, "metrics.jsonl")))
+}
+
+// TestSIGTERMSavesAndResumes: SIGTERM stops the run cleanly with a loadable checkpoint; re-running finishes with
+// the metrics of an uninterrupted run.
+func TestSIGTERMSavesAndResumes(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	ref := filepath.Join(dir, "ref")
+	text := strings.Replace(testConfig(dir, ref, "epochs = 2"), "every = 1\n", "every = 1000\n", 1)
+	if err := runConfig(t, text, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := readMetrics(t, filepath.Join(ref, "metrics.jsonl"))
+	out := filepath.Join(dir, "term")
+	cfgPath := writeConfig(t, dir, "term.toml", strings.Replace(text, ref, out, 1))
+	cmd := worker(t, cfgPath, "MSM_TRAIN_STEP_DELAY=1")
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil || !strings.Contains(buf.String(), "WORKER STOPPED") {
+		t.Fatalf("SIGTERM: %v\n%s", err, buf.String())
+	}
+	cks, _ := listCheckpoints(filepath.Join(out, "checkpoints"), "msm")
+	if len(cks) == 0 {
+		t.Fatalf("no checkpoint after SIGTERM\n%s", buf.String())
+	}
+	if _, err := torch.LoadFile(filepath.Join(cks[len(cks)-1], "trainable.safetensors"), torch.CPU); err != nil {
+		t.Fatalf("checkpoint not loadable: %v", err)
+	}
+	if b, err := worker(t, cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("resume: %v\n%s", err, b)
+	}
+	sameMetrics(t, want, readMetrics(t, filepath.Join(out, "metrics.jsonl")))
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestDataParallelMatchesAccumulation: two processes over Gloo with micro_batch 2 give the same losses as one
+// process accumulating two micro-batches of 2 (pad mode: the same 4 examples per step).
+func TestDataParallelMatchesAccumulation(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	train := "mode = \"pad\"\nsteps = 6\nglobal_batch = 4"
+	single := filepath.Join(dir, "single")
+	if err := runConfig(t, testConfig(dir, single, train), 0); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "dp")
+	cfgPath := writeConfig(t, dir, "dp.toml", testConfig(dir, out, train))
+	port := freePort(t)
+	var cmds []*exec.Cmd
+	var bufs []*strings.Builder
+	for rank := 0; rank < 2; rank++ {
+		cmd := worker(t, cfgPath, fmt.Sprintf("RANK=%d", rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port))
+		b := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = b, b
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, bufs = append(cmds, cmd), append(bufs, b)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("rank %d: %v\n%s", i, err, bufs[i])
+		}
+	}
+	a := readMetrics(t, filepath.Join(single, "metrics.jsonl"))
+	b := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	if len(a) != len(b) {
+		t.Fatalf("%d vs %d metric lines", len(a), len(b))
+	}
+	for i := range a {
+		var x, y float64
+		raw := [2]json.RawMessage{a[i].Loss, b[i].Loss}
+		if a[i].Kind == "eval" {
+			raw = [2]json.RawMessage{a[i].EvalLoss, b[i].EvalLoss}
+		}
+		json.Unmarshal(raw[0], &x)
+		json.Unmarshal(raw[1], &y)
+		if math.Abs(x-y) > 1e-5 || a[i].Trained != b[i].Trained {
+			t.Fatalf("%s %s step %d: single %.9g, two processes %.9g", a[i].Kind, a[i].Stage, a[i].Step, x, y)
+		}
+	}
+	t.Logf("%d metric lines agree within 1e-5", len(a))
+}
