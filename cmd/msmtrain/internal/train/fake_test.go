@@ -72,7 +72,9 @@ func (m *bigram) Free() {
 	m.out.Free()
 }
 
-func bigramBuilder(cfg *Config, dev torch.Device) (Model, error) { return newBigram(512, cfg.Seed), nil }
+func bigramBuilder(cfg *Config, dev torch.Device) (Model, error) {
+	return newBigram(512, cfg.Seed), nil
+}
 
 // fixture writes a tokenizer and small JSONL sources into dir.
 func fixture(t testing.TB, dir string) {
