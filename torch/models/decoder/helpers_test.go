@@ -70,7 +70,12 @@ func tinyConfigs() map[string]Config {
 
 // randomize gives norms and biases random values too (New leaves them at one and zero), and LoRA B random
 // values, so that every path of the forward pass matters.
-func randomize(t testing.TB, m *Model, seed uint64) {
+func randomize(t testing.TB, m *Model, seed uint64) { randomizeWeights(t, m, seed, append(m.weights(), m.loraWeights()...)) }
+
+// randomizeLoRA randomizes only the adapter.
+func randomizeLoRA(t testing.TB, m *Model, seed uint64) { randomizeWeights(t, m, seed, m.loraWeights()) }
+
+func randomizeWeights(t testing.TB, m *Model, seed uint64, ws []weight) {
 	t.Helper()
 	g, err := torch.NewGenerator(seed, m.opts.Device)
 	if err != nil {
@@ -80,7 +85,7 @@ func randomize(t testing.TB, m *Model, seed uint64) {
 	torch.NoGrad(func() {
 		s := torch.NewScope()
 		defer s.Close()
-		for _, w := range append(m.weights(), m.loraWeights()...) {
+		for _, w := range ws {
 			var v *torch.Tensor
 			switch w.init {
 			case initOnes:
