@@ -70,10 +70,14 @@ func tinyConfigs() map[string]Config {
 
 // randomize gives norms and biases random values too (New leaves them at one and zero), and LoRA B random
 // values, so that every path of the forward pass matters.
-func randomize(t testing.TB, m *Model, seed uint64) { randomizeWeights(t, m, seed, append(m.weights(), m.loraWeights()...)) }
+func randomize(t testing.TB, m *Model, seed uint64) {
+	randomizeWeights(t, m, seed, append(m.weights(), m.loraWeights()...))
+}
 
 // randomizeLoRA randomizes only the adapter.
-func randomizeLoRA(t testing.TB, m *Model, seed uint64) { randomizeWeights(t, m, seed, m.loraWeights()) }
+func randomizeLoRA(t testing.TB, m *Model, seed uint64) {
+	randomizeWeights(t, m, seed, m.loraWeights())
+}
 
 func randomizeWeights(t testing.TB, m *Model, seed uint64, ws []weight) {
 	t.Helper()
