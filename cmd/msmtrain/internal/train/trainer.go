@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/data/shard"
@@ -168,6 +169,16 @@ func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, v
 	pc.Tokenizer = cfg.tokenizerPath()
 	if pc.ChatTemplate == "" {
 		pc.ChatTemplate = cfg.Model.ChatTemplate
+	}
+	if pc.ChatTemplate == "" && cfg.Model.Path != "" {
+		// the model's own template, as its tokenizer_config.json declares it
+		b, err := os.ReadFile(filepath.Join(cfg.Model.Path, "tokenizer_config.json"))
+		if err == nil {
+			pc.ChatTemplate, err = chat.Detect(b)
+		}
+		if err != nil && st.Kind == "aft" {
+			return nil, nil, "", fmt.Errorf("stage %s: no chat template: set model.chat_template (qwen2, qwen3, llama3, chatml): %w", st.Name, err)
+		}
 	}
 	if pc.MaxLen == 0 {
 		pc.MaxLen = st.Train.SeqLen + 1
