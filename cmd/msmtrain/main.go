@@ -43,6 +43,9 @@ func commands() []command {
 		{"prep", "--config FILE", "tokenize JSONL sources into token shards", runPrep},
 		{"tokenize", "--tokenizer FILE", "encode JSONL {\"text\"} from stdin to {\"ids\"} on stdout", runTokenize},
 		{"score", "--model DIR [--adapter DIR] --input FILE", "log-probabilities of token sequences", runScore},
+		{"generate", "--model DIR --input FILE --output FILE", "sample completions of JSONL prompts (resumable)", runGenerate},
+		{"eval", "--model DIR (--data DIR | --mc FILE)", "held-out loss per source, or multiple-choice accuracy", runEval},
+		{"report", "RUN_DIR... [--out DIR]", "compare runs: report.md and loss.png", runReport},
 		{"version", "", "print versions and the devices libtorch sees", runVersion},
 	}
 }

@@ -20,6 +20,8 @@ type MCItem struct {
 	Messages []chat.Message `json:"messages"`
 	Choices  []string       `json:"choices"`
 	Answer   int            `json:"answer"`
+
+	where string // "file:line" it was read from, for errors
 }
 
 // MCResult is the score of one item: the log-probability of each choice (the sum over its tokens and the
@@ -32,6 +34,9 @@ type MCResult struct {
 	Answer   int       `json:"answer"`
 	Correct  bool      `json:"correct"`
 	Margin   float64   `json:"margin"`
+	// PickNorm is the choice with the highest log-probability per token (length-normalised).
+	PickNorm    int  `json:"pick_norm"`
+	CorrectNorm bool `json:"correct_norm"`
 }
 
 // MCSummary aggregates MCResults.
@@ -39,6 +44,8 @@ type MCSummary struct {
 	N          int     `json:"n"`
 	Accuracy   float64 `json:"mc_accuracy"`
 	MeanMargin float64 `json:"mc_margin"`
+	// AccuracyNorm is the accuracy when choices are ranked by log-probability per token.
+	AccuracyNorm float64 `json:"mc_accuracy_norm"`
 }
 
 // ReadMC reads multiple-choice JSONL; errors name the line.
@@ -50,7 +57,7 @@ func ReadMC(r io.Reader, name string) ([]MCItem, error) {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		var it MCItem
+		it := MCItem{where: fmt.Sprintf("%s:%d", name, line)}
 		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
@@ -72,6 +79,17 @@ func ReadMC(r io.Reader, name string) ([]MCItem, error) {
 	return items, sc.Err()
 }
 
+// CheckMC renders every item's prompt, so that a chat the template rejects (an unknown role, say) is reported with
+// its file and line before any model work.
+func CheckMC(tmpl *chat.Template, items []MCItem) error {
+	for _, it := range items {
+		if _, err := tmpl.RenderPrompt(it.Messages); err != nil {
+			return fmt.Errorf("%sitem %s: %w", it.at(), it.ID, err)
+		}
+	}
+	return nil
+}
+
 // ScoreMC scores every choice of every item with one forward pass per choice.
 func ScoreMC(m *decoder.Model, tmpl *chat.Template, tok *tokenizer.Tokenizer, items []MCItem) ([]MCResult, MCSummary, error) {
 	var res []MCResult
@@ -79,14 +97,14 @@ func ScoreMC(m *decoder.Model, tmpl *chat.Template, tok *tokenizer.Tokenizer, it
 	for _, it := range items {
 		prompt, err := tmpl.RenderPrompt(it.Messages)
 		if err != nil {
-			return nil, sum, fmt.Errorf("item %s: %w", it.ID, err)
+			return nil, sum, fmt.Errorf("%sitem %s: %w", it.at(), it.ID, err)
 		}
 		r := MCResult{ID: it.ID, Answer: it.Answer}
 		for _, c := range it.Choices {
 			cont := append(tok.Encode(c), tmpl.EOT())
 			lp, err := ContinuationLogProb(m, prompt, cont)
 			if err != nil {
-				return nil, sum, fmt.Errorf("item %s: %w", it.ID, err)
+				return nil, sum, fmt.Errorf("%sitem %s: %w", it.at(), it.ID, err)
 			}
 			r.LogProbs = append(r.LogProbs, lp)
 			r.Tokens = append(r.Tokens, len(cont))
@@ -101,6 +119,15 @@ func ScoreMC(m *decoder.Model, tmpl *chat.Template, tok *tokenizer.Tokenizer, it
 			}
 		}
 		r.Pick = best
+		for i, lp := range r.LogProbs {
+			if lp/float64(r.Tokens[i]) > r.LogProbs[r.PickNorm]/float64(r.Tokens[r.PickNorm]) {
+				r.PickNorm = i
+			}
+		}
+		r.CorrectNorm = r.PickNorm == it.Answer
+		if r.CorrectNorm {
+			sum.AccuracyNorm++
+		}
 		r.Correct = best == it.Answer
 		r.Margin = r.LogProbs[it.Answer] - other
 		if len(it.Choices) == 1 {
@@ -116,6 +143,7 @@ func ScoreMC(m *decoder.Model, tmpl *chat.Template, tok *tokenizer.Tokenizer, it
 	if sum.N > 0 {
 		sum.Accuracy /= float64(sum.N)
 		sum.MeanMargin /= float64(sum.N)
+		sum.AccuracyNorm /= float64(sum.N)
 	}
 	return res, sum, nil
 }
@@ -146,4 +174,12 @@ func ContinuationLogProb(m *decoder.Model, prompt, cont []int) (float64, error) 
 	t := func(v []int64) *torch.Tensor { return torch.FromInt64s(v, 1, int64(n)).ToDevice(dev) }
 	lp, err := m.LogProbs(t(ids), t(pos), t(seg), t(tgt)).SumAll().Item()
 	return lp, err
+}
+
+// at is "file:line: " for items read by ReadMC, else "".
+func (it MCItem) at() string {
+	if it.where == "" {
+		return ""
+	}
+	return it.where + ": "
 }

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
+	"github.com/msmtrain/msmtrain/data/chat"
+	"github.com/msmtrain/msmtrain/data/tokenizer"
+)
+
+func runGenerate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("generate", stderr)
+	mf := addModelFlags(fs)
+	input := fs.String("input", "", "JSONL prompts: {\"id\", \"messages\"} (chat) or {\"id\", \"prompt\"} (raw text)")
+	output := fs.String("output", "", "JSONL output {\"id\", \"sample\", \"text\", \"n_tokens\", \"finish_reason\"}; an existing file is continued")
+	tmplName := fs.String("chat-template", "", "chat template family (qwen2, qwen3, llama3, chatml); default: detected from the model's tokenizer_config.json")
+	temp := fs.Float64("temperature", 1, "sampling temperature; 0 is greedy")
+	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability (1: off)")
+	topK := fs.Int("top-k", 0, "keep the K most likely tokens (0: off)")
+	seed := fs.Uint64("seed", 0, "seed; each (id, sample) draws from its own generator derived from it")
+	maxNew := fs.Int("max-new-tokens", 512, "tokens generated at most per sample")
+	samples := fs.Int("samples", 1, "samples per prompt")
+	batch := fs.Int("batch", 8, "sequences generated together")
+	var stops multiFlag
+	fs.Var(&stops, "stop", "text that ends a sample (repeatable); end-of-turn and end-of-sequence tokens always do")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o := generateOptions{input: *input, output: *output, template: *tmplName, samples: *samples, batch: *batch, seed: *seed,
+		gen: infer.GenOptions{Sampling: infer.Sampling{Temperature: *temp, TopP: *topP, TopK: *topK}, MaxNew: *maxNew, StopStrings: stops}}
+	if err := o.check(*mf.model); err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	return generate(mf, o, stdout)
+}
+
+type generateOptions struct {
+	input, output, template string
+	samples, batch          int
+	seed                    uint64
+	gen                     infer.GenOptions
+}
+
+func (o generateOptions) check(model string) error {
+	switch {
+	case model == "":
+		return errors.New("--model is required")
+	case o.input == "" || o.output == "":
+		return errors.New("--input and --output are required")
+	case o.samples < 1:
+		return fmt.Errorf("--samples %d must be at least 1", o.samples)
+	case o.batch < 1:
+		return fmt.Errorf("--batch %d must be at least 1", o.batch)
+	case o.gen.MaxNew < 1:
+		return fmt.Errorf("--max-new-tokens %d must be at least 1", o.gen.MaxNew)
+	}
+	for _, s := range o.gen.StopStrings {
+		if s == "" {
+			return errors.New("--stop: empty stop string")
+		}
+	}
+	return o.gen.Validate()
+}
+
+// loadChat loads the model directory's tokenizer.json and its chat template: family, or the one its
+// tokenizer_config.json declares. A template that cannot be resolved is returned as tmplErr, so that callers
+// that need none (raw prompts) can go on.
+func loadChat(modelDir, family string) (tok *tokenizer.Tokenizer, tmpl *chat.Template, tmplErr error, err error) {
+	tok, err = tokenizer.Load(filepath.Join(modelDir, "tokenizer.json"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if family == "" {
+		cfg := filepath.Join(modelDir, "tokenizer_config.json")
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			return tok, nil, fmt.Errorf("no chat template: %w (give --chat-template)", err), nil
+		}
+		if family, err = chat.Detect(b); err != nil {
+			return tok, nil, fmt.Errorf("%s: %w (give --chat-template)", cfg, err), nil
+		}
+	}
+	tmpl, err = chat.New(family, tok)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tok, tmpl, nil, nil
+}
+
+// job is one (prompt, sample) to generate.
+type job struct {
+	p      *infer.Prompt
+	ids    []int
+	sample int
+}
+
+func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
+	tok, tmpl, tmplErr, err := loadChat(*mf.model, o.template)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	f, err := os.Open(o.input)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	prompts, err := infer.ReadPrompts(f, o.input)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	// Render every prompt before loading the model, so a bad line fails at once.
+	ids := make([][]int, len(prompts))
+	for i, p := range prompts {
+		switch {
+		case p.Messages == nil:
+			ids[i] = tok.Encode(p.Text)
+		case tmpl == nil:
+			return fmt.Errorf("generate: %s: %w", p.Where, tmplErr)
+		default:
+			if ids[i], err = tmpl.RenderPrompt(p.Messages); err != nil {
+				return fmt.Errorf("generate: %s: %w", p.Where, err)
+			}
+		}
+		if len(ids[i]) == 0 {
+			return fmt.Errorf("generate: %s: the prompt has no tokens", p.Where)
+		}
+	}
+	if tmpl != nil {
+		o.gen.StopTokens = []int{tmpl.EOT(), tmpl.EOS()}
+	}
+	o.gen.Decode = tok.Decode
+	out, done, err := infer.OpenOutput(o.output)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	defer out.Close()
+	var jobs []job
+	for i := range prompts {
+		for s := 0; s < o.samples; s++ {
+			if !done[infer.DoneKey{ID: prompts[i].Key(), Sample: s}] {
+				jobs = append(jobs, job{p: &prompts[i], ids: ids[i], sample: s})
+			}
+		}
+	}
+	total := len(prompts) * o.samples
+	fmt.Fprintf(stdout, "generate: %d prompts x %d samples, %d already in %s, %d to do\n", len(prompts), o.samples, total-len(jobs), o.output, len(jobs))
+	if len(jobs) == 0 {
+		return out.Close()
+	}
+	m, err := mf.load()
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	defer m.Free()
+	start := time.Now()
+	var ntok int
+	for b0 := 0; b0 < len(jobs); b0 += o.batch {
+		bj := jobs[b0:min(b0+o.batch, len(jobs))]
+		reqs := make([]infer.Request, len(bj))
+		for i, j := range bj {
+			reqs[i] = infer.Request{Prompt: j.ids, Seed: infer.RowSeed(o.seed, j.p.Key(), j.sample)}
+		}
+		err := infer.GenerateBatch(m, reqs, o.gen, func(c infer.Completion) error {
+			j := bj[c.Index]
+			ntok += len(c.Tokens)
+			return infer.WriteOutput(out, infer.Output{ID: j.p.ID, Sample: j.sample, Text: c.Text, NTokens: len(c.Tokens), Finish: c.Finish})
+		})
+		if err != nil {
+			return fmt.Errorf("generate: %s: %w", bj[0].p.Where, err)
+		}
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	sec := time.Since(start).Seconds()
+	fmt.Fprintf(stdout, "generate: %d samples, %d tokens in %.1fs (%.1f tokens/s), written to %s\n", len(jobs), ntok, sec, float64(ntok)/sec, o.output)
+	return nil
+}
