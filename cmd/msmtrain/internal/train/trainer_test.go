@@ -374,7 +374,15 @@ func TestSIGTERMSavesAndResumes(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond)
+	// signal once the run is training (its signal handler is installed before the first step)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl")); strings.Count(string(b), "\n") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run never started\n%s", buf.String())
+		}
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil || !strings.Contains(buf.String(), "WORKER STOPPED") {
 		t.Fatalf("SIGTERM: %v\n%s", err, buf.String())
