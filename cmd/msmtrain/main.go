@@ -8,6 +8,9 @@
 //	msmtrain prep --config FILE                                JSONL sources -> token shards
 //	msmtrain tokenize --tokenizer tokenizer.json < in.jsonl     {"text"} -> {"ids"} per line
 //	msmtrain score --model DIR [--adapter DIR] --input FILE    {"ids"} -> {"logprobs"} per line
+//	msmtrain generate --model DIR --input FILE --output FILE   sample responses (resumable JSONL)
+//	msmtrain eval --model DIR (--data DIR | --mc FILE)         held-out loss per source, multiple choice
+//	msmtrain report RUN_DIR...                                 compare runs: report.md and loss.png
 //	msmtrain version                                            libtorch version and devices
 //
 // On a GPU node (one process per GPU; torchrun-style variables or Slurm's are read):
@@ -25,7 +28,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
+
+	"github.com/msmtrain/msmtrain/torch"
 )
 
 // version is the msmtrain version, set with -ldflags "-X main.version=..." by release builds.
@@ -85,6 +91,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 func main() {
+	// libtorch's CPU thread pool: every core unless OMP_NUM_THREADS says otherwise (training sets its own share
+	// per process, see train.go).
+	if os.Getenv("OMP_NUM_THREADS") == "" {
+		torch.SetNumThreads(runtime.NumCPU())
+	}
 	err := run(os.Args[1:], os.Stdout, os.Stderr)
 	switch {
 	case err == nil:

@@ -12,6 +12,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 using msm::T;
@@ -71,7 +73,7 @@ char *msm_cuda_mem_info(int index, int64_t *allocated, int64_t *peak, int64_t *r
   MSM_TRY
 #ifdef MSM_CUDA
   auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
-  const auto agg = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+  const size_t agg = 0;  // StatType::AGGREGATE, whose namespace moved between libtorch versions
   *allocated = s.allocated_bytes[agg].current;
   *peak = s.allocated_bytes[agg].peak;
   *reserved = s.reserved_bytes[agg].current;
