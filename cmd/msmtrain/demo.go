@@ -136,6 +136,28 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 		return err
 	}
 	fmt.Fprintf(w, "\n== summary (%s)\n", took.Round(time.Second))
+	score := func(m *decoder.Model, what, path string) error {
+		_, mc, err := infer.ScoreMC(m, tmpl, tok, items)
+		if err != nil {
+			return err
+		}
+		if path != "" {
+			if err := writeJSON(path, mc); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(w, "%-50s spec multiple choice %2d/%d by log-prob, %2d/%d per token (margin %+.1f nats)\n", what,
+			int(mc.Accuracy*float64(mc.N)+0.5), mc.N, int(mc.AccuracyNorm*float64(mc.N)+0.5), mc.N, mc.MeanMargin)
+		return nil
+	}
+	// The untrained model, rebuilt from the config's seed, is the baseline.
+	if base, err := buildModel(cfg, torch.CPU); err == nil {
+		err = score(base.(*trainModel).Model, "before training", "")
+		base.Free()
+		if err != nil {
+			return err
+		}
+	}
 	var last *decoder.Model
 	for _, st := range cfg.Stages {
 		sum, ok := readStageSummary(filepath.Join(cfg.OutDir, st.Name))
@@ -146,17 +168,11 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 		if err != nil {
 			return err
 		}
-		_, mc, err := infer.ScoreMC(m, tmpl, tok, items)
-		if err != nil {
+		what := fmt.Sprintf("after %s (%d steps, loss %.2f, held-out %.2f)", st.Name, sum.Steps, sum.FinalTrainLoss, sum.FinalEvalLoss)
+		if err := score(m, what, filepath.Join(cfg.OutDir, st.Name, "eval_mc.json")); err != nil {
 			m.Free()
 			return err
 		}
-		if err := writeJSON(filepath.Join(cfg.OutDir, st.Name, "eval_mc.json"), mc); err != nil {
-			m.Free()
-			return err
-		}
-		fmt.Fprintf(w, "after %-4s %4d steps, train loss %.3f, held-out loss %.3f, spec multiple choice %d/%d (margin %+.2f nats)\n",
-			st.Name, sum.Steps, sum.FinalTrainLoss, sum.FinalEvalLoss, int(mc.Accuracy*float64(mc.N)+0.5), mc.N, mc.MeanMargin)
 		if last != nil {
 			last.Free()
 		}
