@@ -5,48 +5,18 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
+
+	"github.com/msmtrain/msmtrain/torch/testenv"
 
 	"github.com/msmtrain/msmtrain/torch/safetensors"
 )
 
-// pythonTorch returns a Python that can import torch, or skips the test (fails it under CI, which must have one).
-func pythonTorch(t testing.TB) string {
-	t.Helper()
-	py := os.Getenv("MSMTRAIN_PYTHON")
-	if py == "" {
-		py = "/usr/bin/python3"
-	}
-	pyOnce.Do(func() { pyErr = exec.Command(py, "-c", "import torch").Run() })
-	if pyErr != nil {
-		msg := "reference tests need PyTorch: " + py + " cannot import torch (apt-get install python3-torch, or set MSMTRAIN_PYTHON)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return py
-}
+func pythonTorch(t testing.TB) string { return testenv.Python(t) }
 
-var (
-	pyOnce sync.Once
-	pyErr  error
-)
-
-// runPython runs a script from testdata with args and fails the test with its output on error.
-func runPython(t testing.TB, script string, args ...string) {
-	t.Helper()
-	py := pythonTorch(t)
-	cmd := exec.Command(py, append([]string{filepath.Join("testdata", script)}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s failed: %v\n%s", script, err, out)
-	}
-}
+func runPython(t testing.TB, script string, args ...string) { testenv.RunPython(t, script, args...) }
 
 // input describes one random input of a reference case.
 type input struct {

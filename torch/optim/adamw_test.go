@@ -3,10 +3,11 @@ package optim
 import (
 	"math"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/msmtrain/msmtrain/torch/testenv"
 
 	"github.com/msmtrain/msmtrain/torch"
 )
@@ -26,7 +27,7 @@ func randn(r *rand.Rand, shape ...int64) *torch.Tensor {
 // TestAdamWMatchesPyTorch runs 20 AdamW steps with weight-decay groups, grad clipping and a warmup+cosine
 // schedule, and compares parameters and grad norms with torch.optim.AdamW driven the same way.
 func TestAdamWMatchesPyTorch(t *testing.T) {
-	py := pythonTorch(t)
+	py := testenv.Python(t)
 	dir := t.TempDir()
 	r := rand.New(rand.NewPCG(1, 2))
 	init := map[string]*torch.Tensor{
@@ -105,20 +106,4 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 	if norms[0] <= 0.5 {
 		t.Errorf("clipping was never active (first norm %.3g): the test would not cover it", norms[0])
 	}
-}
-
-func pythonTorch(t *testing.T) string {
-	t.Helper()
-	py := os.Getenv("MSMTRAIN_PYTHON")
-	if py == "" {
-		py = "/usr/bin/python3"
-	}
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		msg := py + " cannot import torch (apt-get install python3-torch, or set MSMTRAIN_PYTHON)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return py
 }

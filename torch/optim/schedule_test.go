@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/msmtrain/msmtrain/torch/testenv"
 )
 
 // pySchedules replays each config through torch.optim.lr_scheduler.LambdaLR
@@ -102,13 +104,7 @@ func (c schedCase) config(t *testing.T) ScheduleConfig {
 }
 
 func TestScheduleMatchesTorchLambdaLR(t *testing.T) {
-	py := os.Getenv("MSMTRAIN_PYTHON")
-	if py == "" {
-		py = "/usr/bin/python3"
-	}
-	if out, err := exec.Command(py, "-c", "import torch").CombinedOutput(); err != nil {
-		skipOrFail(t, "%s cannot import torch (apt install python3-torch, or set MSMTRAIN_PYTHON): %v %s", py, err, out)
-	}
+	py := testenv.Python(t)
 	cases := []schedCase{
 		{"cosine warmup", map[string]any{"kind": "cosine", "warmup_steps": 10.0}, 100, 3e-4},
 		{"cosine ratio floor", map[string]any{"kind": "cosine", "warmup_ratio": 0.03, "min_lr_ratio": 0.1}, 1000, 1e-5},
@@ -215,14 +211,4 @@ func TestScheduleNegativeStep(t *testing.T) {
 	if s.LR(-5) != s.LR(0) {
 		t.Errorf("LR(-5) = %v, LR(0) = %v", s.LR(-5), s.LR(0))
 	}
-}
-
-// skipOrFail skips a test whose reference is missing, except under CI (CI set), which installs every reference:
-// there a missing one is a failure, not a silent skip.
-func skipOrFail(tb testing.TB, format string, args ...any) {
-	tb.Helper()
-	if os.Getenv("CI") != "" {
-		tb.Fatalf(format, args...)
-	}
-	tb.Skipf(format, args...)
 }

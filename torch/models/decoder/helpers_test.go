@@ -2,45 +2,16 @@ package decoder
 
 import (
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
+
+	"github.com/msmtrain/msmtrain/torch/testenv"
 
 	"github.com/msmtrain/msmtrain/torch"
 )
 
-// pythonTorch returns a Python that can import torch, or skips the test (fails it under CI, which must have one).
-func pythonTorch(t testing.TB) string {
-	t.Helper()
-	py := os.Getenv("MSMTRAIN_PYTHON")
-	if py == "" {
-		py = "/usr/bin/python3"
-	}
-	pyOnce.Do(func() { pyErr = exec.Command(py, "-c", "import torch").Run() })
-	if pyErr != nil {
-		msg := "reference tests need PyTorch: " + py + " cannot import torch (apt-get install python3-torch, or set MSMTRAIN_PYTHON)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return py
-}
+func pythonTorch(t testing.TB) string { return testenv.Python(t) }
 
-var (
-	pyOnce sync.Once
-	pyErr  error
-)
-
-func runPython(t testing.TB, script string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(pythonTorch(t), append([]string{filepath.Join("testdata", script)}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s failed: %v\n%s", script, err, out)
-	}
-}
+func runPython(t testing.TB, script string, args ...string) { testenv.RunPython(t, script, args...) }
 
 // Tiny configurations of each family, covering GQA, tied and untied heads, llama3 rope scaling, Qwen2 biases,
 // Qwen3 q/k norms with head_dim != hidden/heads.
