@@ -77,7 +77,7 @@ test-short: shim
 	$(GO) test -short -count=1 ./...
 
 bench: shim deps-test
-	$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 ./... | tee $(BUILD)/bench.txt
+	$(GO) test -run '^$$' -bench . -count 1 ./... | tee $(BUILD)/bench.txt
 
 vet:
 	$(GO) vet ./...

@@ -115,95 +115,42 @@ func demoTokenizer(dataDir, path string) error {
 	return os.WriteFile(path, tj, 0o644)
 }
 
-// demoSummary scores the multiple-choice questions with the model after MSM and after AFT, answers a few
-// held-out agentic prompts greedily, writes the report, and prints where everything is.
+// demoSummary prints what the run did: the multiple-choice scores of the untrained model and after each stage
+// (the stages' eval_mc results), a few greedy answers to held-out agentic prompts, and where the outputs are.
 func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Duration) error {
-	tok, err := tokenizer.Load(cfg.Model.Tokenizer)
-	if err != nil {
-		return err
-	}
-	tmpl, err := chat.New("chatml", tok)
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(filepath.Join(dataDir, "eval_mc.jsonl"))
-	if err != nil {
-		return err
-	}
-	items, err := infer.ReadMC(f, "eval_mc.jsonl")
-	f.Close()
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(w, "\n== summary (%s)\n", took.Round(time.Second))
-	score := func(m *decoder.Model, what, path string) error {
-		_, mc, err := infer.ScoreMC(m, tmpl, tok, items)
-		if err != nil {
-			return err
-		}
-		if path != "" {
-			if err := writeJSON(path, mc); err != nil {
-				return err
-			}
-		}
+	line := func(what string, mc infer.MCSummary) {
 		fmt.Fprintf(w, "%-50s spec multiple choice %2d/%d by log-prob, %2d/%d per token (margin %+.1f nats)\n", what,
 			int(mc.Accuracy*float64(mc.N)+0.5), mc.N, int(mc.AccuracyNorm*float64(mc.N)+0.5), mc.N, mc.MeanMargin)
-		return nil
 	}
 	// The untrained model, rebuilt from the config's seed, is the baseline.
-	if base, err := buildModel(cfg, torch.CPU); err == nil {
-		err = score(base.(*trainModel).Model, "before training", "")
-		base.Free()
-		if err != nil {
-			return err
-		}
+	base, err := buildModel(cfg, torch.CPU)
+	if err != nil {
+		return err
 	}
-	var last *decoder.Model
+	mc, err := demoMC(cfg, dataDir, base.(*trainModel).Model)
+	base.Free()
+	if err != nil {
+		return err
+	}
+	line("before training", mc)
 	for _, st := range cfg.Stages {
 		sum, ok := readStageSummary(filepath.Join(cfg.OutDir, st.Name))
-		if !ok {
+		b, err := os.ReadFile(filepath.Join(cfg.OutDir, "eval", st.Name+"-mc.json"))
+		if !ok || err != nil || json.Unmarshal(b, &mc) != nil {
 			continue
 		}
-		m, err := decoder.Load(filepath.Join(cfg.OutDir, st.Name, "output"), decoder.Options{Device: torch.CPU, DType: torch.Float32})
-		if err != nil {
-			return err
-		}
-		what := fmt.Sprintf("after %s (%d steps, loss %.2f, held-out %.2f)", st.Name, sum.Steps, sum.FinalTrainLoss, sum.FinalEvalLoss)
-		if err := score(m, what, filepath.Join(cfg.OutDir, st.Name, "eval_mc.json")); err != nil {
-			m.Free()
-			return err
-		}
-		if last != nil {
-			last.Free()
-		}
-		last = m
+		line(fmt.Sprintf("after %s (%d steps, loss %.2f, held-out %.2f)", st.Name, sum.Steps, sum.FinalTrainLoss, sum.FinalEvalLoss), mc)
 	}
-	if last != nil {
-		defer last.Free()
-		pf, err := os.Open(filepath.Join(dataDir, "eval_prompts.jsonl"))
-		if err != nil {
-			return err
-		}
-		defer pf.Close()
-		dec := json.NewDecoder(pf)
-		fmt.Fprintln(w, "\nheld-out agentic prompts, greedy answers of the final model:")
-		for i := 0; i < 2 && dec.More(); i++ {
-			var p struct {
-				ID       string         `json:"id"`
-				Messages []chat.Message `json:"messages"`
+	last := cfg.Stages[len(cfg.Stages)-1].Name
+	gen := filepath.Join(cfg.OutDir, last, "generations.jsonl")
+	if b, err := os.ReadFile(gen); err == nil {
+		fmt.Fprintf(w, "\nheld-out agentic prompts, greedy answers after %s (all in %s):\n", last, gen)
+		for _, l := range strings.SplitN(strings.TrimSpace(string(b)), "\n", 4)[:3] {
+			var o infer.Output
+			if json.Unmarshal([]byte(l), &o) == nil {
+				fmt.Fprintf(w, "  [%s] %s\n", strings.Trim(string(o.ID), `"`), strings.Join(strings.Fields(o.Text), " "))
 			}
-			if err := dec.Decode(&p); err != nil {
-				return err
-			}
-			ids, err := tmpl.RenderPrompt(p.Messages)
-			if err != nil {
-				return err
-			}
-			outIDs, _, err := infer.Greedy(last, ids, 60, []int{tmpl.EOT(), tmpl.EOS()})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "  [%s] %s\n", p.ID, strings.Join(strings.Fields(tok.Decode(outIDs)), " "))
 		}
 	}
 	run, err := report.Load(cfg.OutDir)
@@ -213,8 +160,31 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\noutputs: %s/{msm,aft}/output (HF models), metrics.jsonl, report/report.md and report/loss.png\n", cfg.OutDir)
+	fmt.Fprintf(w, "\noutputs: %s/{msm,aft}/output (HF models), metrics.jsonl, eval/, report/report.md and report/loss.png\n", cfg.OutDir)
 	return nil
+}
+
+// demoMC scores the demo's multiple-choice questions with m.
+func demoMC(cfg *train.Config, dataDir string, m *decoder.Model) (infer.MCSummary, error) {
+	tok, err := tokenizer.Load(cfg.Model.Tokenizer)
+	if err != nil {
+		return infer.MCSummary{}, err
+	}
+	tmpl, err := chat.New("chatml", tok)
+	if err != nil {
+		return infer.MCSummary{}, err
+	}
+	f, err := os.Open(filepath.Join(dataDir, "eval_mc.jsonl"))
+	if err != nil {
+		return infer.MCSummary{}, err
+	}
+	defer f.Close()
+	items, err := infer.ReadMC(f, "eval_mc.jsonl")
+	if err != nil {
+		return infer.MCSummary{}, err
+	}
+	_, mc, err := infer.ScoreMC(m, tmpl, tok, items)
+	return mc, err
 }
 
 func readStageSummary(dir string) (train.StageSummary, bool) {

@@ -96,7 +96,7 @@ func trainConfig(cfg *train.Config, stdout, stderr io.Writer) error {
 		}
 	}()
 	err = train.Run(context.Background(), cfg, train.Env{Out: stdout, Err: stderr, Dist: denv, PG: pg, Device: dev,
-		Build: buildModel, Stop: &stop})
+		Build: buildModel, Stop: &stop, StageEnd: stageEvals})
 	if errors.Is(err, train.ErrStopped) {
 		return &exitCode{3, err}
 	}

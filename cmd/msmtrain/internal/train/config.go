@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/torch/optim"
 )
@@ -119,7 +120,10 @@ type Stage struct {
 	Train TrainConfig `toml:"-"` // [train] with [stages.train] applied
 	// TrainOverrides is the raw [stages.train] table; decoded on top of [train].
 	TrainOverrides toml.Primitive `toml:"train"`
-	EvalMC         string         `toml:"eval_mc"` // optional multiple-choice JSONL scored at the end of the stage
+	// Evaluations at the end of the stage (rank 0), written to RUN/eval/<stage>-*.json and RUN/<stage>/:
+	EvalMC      string `toml:"eval_mc"`             // multiple-choice JSONL {"id","messages","choices","answer"}
+	EvalPrompts string `toml:"eval_prompts"`        // prompts JSONL {"id","messages"}: greedy answers
+	EvalMaxNew  int    `toml:"eval_max_new_tokens"` // for eval_prompts (default 256)
 }
 
 // Default returns the defaults: the MSM recipe's optimiser (AdamW lr 1e-4, wd 0.01, cosine, 5% warmup, 1 epoch).
@@ -326,11 +330,49 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("%s.data.sources[%d].path: no file matches %s", where, j, s.Path)
 			}
 		}
+		for _, p := range []struct{ key, path string }{{"eval_mc", st.EvalMC}, {"eval_prompts", st.EvalPrompts}} {
+			if p.path == "" {
+				continue
+			}
+			if _, err := os.Stat(p.path); err != nil {
+				return fmt.Errorf("%s.%s: %w", where, p.key, err)
+			}
+		}
+		if st.EvalMaxNew < 0 {
+			return fmt.Errorf("%s.eval_max_new_tokens = %d: want >= 0", where, st.EvalMaxNew)
+		}
 		if err := st.Train.validate(where + ".train"); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// TokenizerPath is model.tokenizer, or the checkpoint's tokenizer.json.
+func (c *Config) TokenizerPath() string {
+	if c.Model.Tokenizer != "" {
+		return c.Model.Tokenizer
+	}
+	return filepath.Join(c.Model.Path, "tokenizer.json")
+}
+
+// ChatTemplate is model.chat_template, or the family the checkpoint's tokenizer_config.json declares.
+func (c *Config) ChatTemplate() (string, error) {
+	if c.Model.ChatTemplate != "" {
+		return c.Model.ChatTemplate, nil
+	}
+	if c.Model.Path == "" {
+		return "", fmt.Errorf("model.chat_template is not set")
+	}
+	b, err := os.ReadFile(filepath.Join(c.Model.Path, "tokenizer_config.json"))
+	if err != nil {
+		return "", fmt.Errorf("set model.chat_template (qwen2, qwen3, llama3, chatml): %w", err)
+	}
+	f, err := chat.Detect(b)
+	if err != nil {
+		return "", fmt.Errorf("set model.chat_template (qwen2, qwen3, llama3, chatml): %w", err)
+	}
+	return f, nil
 }
 
 func (t TrainConfig) validate(where string) error {
@@ -399,6 +441,8 @@ func (c *Config) Resolved() ([]byte, error) {
 		Kind   string      `toml:"kind"`
 		Init   string      `toml:"init,omitempty"`
 		EvalMC string      `toml:"eval_mc,omitempty"`
+		EvalP  string      `toml:"eval_prompts,omitempty"`
+		EvalN  int         `toml:"eval_max_new_tokens,omitempty"`
 		Data   prep.Config `toml:"data"`
 		Train  TrainConfig `toml:"train"`
 	}
@@ -416,7 +460,7 @@ func (c *Config) Resolved() ([]byte, error) {
 		Stages     []stageOut       `toml:"stages"`
 	}{c.Name, c.OutDir, c.Seed, c.Model, c.LoRA, c.Train, c.Eval, c.Checkpoint, c.Log, c.Dist, nil}
 	for _, s := range c.Stages {
-		out.Stages = append(out.Stages, stageOut{s.Name, s.Kind, s.Init, s.EvalMC, s.Data, s.Train})
+		out.Stages = append(out.Stages, stageOut{s.Name, s.Kind, s.Init, s.EvalMC, s.EvalPrompts, s.EvalMaxNew, s.Data, s.Train})
 	}
 	var b bytes.Buffer
 	if err := toml.NewEncoder(&b).Encode(out); err != nil {

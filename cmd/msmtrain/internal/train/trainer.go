@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
-	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/data/shard"
@@ -50,6 +49,8 @@ type Env struct {
 	Stop *atomic.Bool
 	// StopAfter, if > 0, stops like Stop after that many optimizer steps of this process (tests, smoke runs).
 	StopAfter int
+	// StageEnd, if set, runs on rank 0 after a stage's output is saved: the stage's configured evaluations.
+	StageEnd func(cfg *Config, st *Stage, m Model) error
 }
 
 // ErrStopped is returned when a stop was requested: a checkpoint was saved and re-running resumes.
@@ -166,18 +167,11 @@ func readDone(stageDir string) (StageSummary, bool) {
 func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, val *shard.Dataset, tokHash string, err error) {
 	pc := st.Data
 	pc.OutDir = filepath.Join(cfg.OutDir, "data", st.Name)
-	pc.Tokenizer = cfg.tokenizerPath()
+	pc.Tokenizer = cfg.TokenizerPath()
 	if pc.ChatTemplate == "" {
-		pc.ChatTemplate = cfg.Model.ChatTemplate
-	}
-	if pc.ChatTemplate == "" && cfg.Model.Path != "" {
-		// the model's own template, as its tokenizer_config.json declares it
-		b, err := os.ReadFile(filepath.Join(cfg.Model.Path, "tokenizer_config.json"))
-		if err == nil {
-			pc.ChatTemplate, err = chat.Detect(b)
-		}
-		if err != nil && st.Kind == "aft" {
-			return nil, nil, "", fmt.Errorf("stage %s: no chat template: set model.chat_template (qwen2, qwen3, llama3, chatml): %w", st.Name, err)
+		var err error
+		if pc.ChatTemplate, err = cfg.ChatTemplate(); err != nil && st.Kind == "aft" {
+			return nil, nil, "", fmt.Errorf("stage %s: no chat template: %w", st.Name, err)
 		}
 	}
 	if pc.MaxLen == 0 {
@@ -210,13 +204,6 @@ func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, v
 		val = v
 	}
 	return train, val, train.Manifest.TokenizerHash, nil
-}
-
-func (c *Config) tokenizerPath() string {
-	if c.Model.Tokenizer != "" {
-		return c.Model.Tokenizer
-	}
-	return filepath.Join(c.Model.Path, "tokenizer.json")
 }
 
 // runStage trains one stage to its end (or to a stop), resuming from its latest checkpoint.
@@ -353,6 +340,11 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 			return sum, err
 		}
 		sum.Output = out
+		if env.StageEnd != nil {
+			if err := env.StageEnd(cfg, st, model); err != nil {
+				return sum, fmt.Errorf("stage %s: evaluations: %w", st.Name, err)
+			}
+		}
 		b, _ := json.MarshalIndent(sum, "", "  ")
 		if err := writeFileAtomic(filepath.Join(stageDir, "summary.json"), b); err != nil {
 			return sum, err

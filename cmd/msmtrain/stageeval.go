@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
+	"github.com/msmtrain/msmtrain/data/chat"
+	"github.com/msmtrain/msmtrain/data/tokenizer"
+)
+
+// stageEvals runs the evaluations a stage configures (eval_mc, eval_prompts) on its final model:
+//
+//	RUN/eval/<stage>-mc.json          mc_accuracy, mc_accuracy_norm, mc_margin, n (read by msmtrain report)
+//	RUN/<stage>/eval_mc_items.jsonl   per item: log-probabilities of each choice, pick, margin
+//	RUN/<stage>/generations.jsonl     greedy answers to eval_prompts: {"id", "sample", "text", "n_tokens", "finish_reason"}
+func stageEvals(cfg *train.Config, st *train.Stage, m train.Model) error {
+	if st.EvalMC == "" && st.EvalPrompts == "" {
+		return nil
+	}
+	tm, ok := m.(*trainModel)
+	if !ok {
+		return fmt.Errorf("stage evaluations need a decoder model")
+	}
+	tok, err := tokenizer.Load(cfg.TokenizerPath())
+	if err != nil {
+		return err
+	}
+	family, err := cfg.ChatTemplate()
+	if err != nil {
+		return err
+	}
+	tmpl, err := chat.New(family, tok)
+	if err != nil {
+		return err
+	}
+	stageDir := filepath.Join(cfg.OutDir, st.Name)
+	if st.EvalMC != "" {
+		f, err := os.Open(st.EvalMC)
+		if err != nil {
+			return err
+		}
+		items, err := infer.ReadMC(f, st.EvalMC)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if err := infer.CheckMC(tmpl, items); err != nil {
+			return err
+		}
+		res, sum, err := infer.ScoreMC(tm.Model, tmpl, tok, items)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(cfg.OutDir, "eval"), 0o755); err != nil {
+			return err
+		}
+		if err := writeJSON(filepath.Join(cfg.OutDir, "eval", st.Name+"-mc.json"), sum); err != nil {
+			return err
+		}
+		if err := writeJSONL(filepath.Join(stageDir, "eval_mc_items.jsonl"), res); err != nil {
+			return err
+		}
+	}
+	if st.EvalPrompts != "" {
+		if err := stagePrompts(cfg, st, tm, tok, tmpl, filepath.Join(stageDir, "generations.jsonl")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stagePrompts answers the stage's eval_prompts greedily (a fresh file each time the stage completes).
+func stagePrompts(cfg *train.Config, st *train.Stage, tm *trainModel, tok *tokenizer.Tokenizer, tmpl *chat.Template, out string) error {
+	f, err := os.Open(st.EvalPrompts)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	type prompt struct {
+		ID       json.RawMessage `json:"id"`
+		Messages []chat.Message  `json:"messages"`
+	}
+	var ps []prompt
+	var reqs []infer.Request
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for line := 1; sc.Scan(); line++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var p prompt
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
+			return fmt.Errorf("%s:%d: %w", st.EvalPrompts, line, err)
+		}
+		ids, err := tmpl.RenderPrompt(p.Messages)
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", st.EvalPrompts, line, err)
+		}
+		ps = append(ps, p)
+		reqs = append(reqs, infer.Request{Prompt: ids})
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	maxNew := st.EvalMaxNew
+	if maxNew == 0 {
+		maxNew = 256
+	}
+	o := infer.GenOptions{Sampling: infer.Sampling{Temperature: 0}, MaxNew: maxNew,
+		StopTokens: []int{tmpl.EOT(), tmpl.EOS()}, Decode: tok.Decode}
+	rows := make([]infer.Output, len(reqs))
+	const batch = 8
+	for s := 0; s < len(reqs); s += batch {
+		e := min(s+batch, len(reqs))
+		err := infer.GenerateBatch(tm.Model, reqs[s:e], o, func(c infer.Completion) error {
+			i := s + c.Index
+			rows[i] = infer.Output{ID: ps[i].ID, Sample: 0, Text: c.Text, NTokens: len(c.Tokens), Finish: c.Finish}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return writeJSONL(out, rows)
+}
+
+func writeJSONL[T any](path string, rows []T) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
