@@ -57,6 +57,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 
 // trainConfig sets up the process (device, threads, process group, signals) and runs every stage of cfg.
 func trainConfig(cfg *train.Config, stdout, stderr io.Writer) error {
+	// The training goroutine is not locked to an OS thread: a locked goroutine must get its own thread back
+	// after every cgo call that outlasts the scheduler's patience, which halved the demo's tokens/s. The shim
+	// keeps no thread state between calls, and it limits glibc's malloc arenas instead (torch/csrc/tensor.cc).
 	denv, err := dist.FromEnv(os.Getenv)
 	if err != nil {
 		return err

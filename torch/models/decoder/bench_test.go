@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,8 +23,6 @@ const benchB, benchT = 4, 256
 // same model and step in PyTorch eager (scripts/bench/train_step.py, same libtorch, same threads), run side by
 // side; it reports both best-of-15-chunk times, py/go (above 1: Go is faster), tokens/s and both peak RSS.
 func BenchmarkTrainStep(b *testing.B) {
-	runtime.LockOSThread() // one OS thread drives libtorch, as the trainer does (DESIGN.md)
-	defer runtime.UnlockOSThread()
 	c := benchConfig
 	m, err := New(c, Options{DType: torch.Float32, Seed: 1})
 	if err != nil {
