@@ -51,14 +51,12 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "msmtrain demo: MSM then AFT of a tiny model on CPU (%d threads), run directory %s\n", runtime_threads(), *out)
+	fmt.Fprintf(stdout, "msmtrain demo: MSM then AFT of a tiny model on CPU (%d threads), run directory %s\n", torch.NumThreads(), *out)
 	if err := trainConfig(cfg, stdout, stderr); err != nil {
 		return err
 	}
 	return demoSummary(cfg, dataDir, stdout, time.Since(start))
 }
-
-func runtime_threads() int { return torch.NumThreads() }
 
 // extractDemo writes the embedded demo data to dir (rewriting only files that differ, so prep stays a no-op).
 func extractDemo(dir string) error {

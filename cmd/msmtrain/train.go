@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,10 +24,8 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
-
-// errStoppedExit is returned when training stopped on a signal after saving a checkpoint: the exit status is 3,
-// so that a batch script can tell "requeue me" from success and failure.
+// exitCode is an error with the process exit status main should use: 3 when training stopped on a signal after
+// saving a checkpoint, so that a batch script can tell "requeue me" from success (0) and failure (1).
 type exitCode struct {
 	code int
 	err  error
