@@ -258,7 +258,10 @@ func TestWorker(t *testing.T) {
 			return slowModel{newBigram(512, cfg.Seed)}, nil
 		}
 	}
-	err = Run(context.Background(), cfg, Env{Out: os.Stdout, Err: os.Stdout, Dist: env, PG: pg, Device: torch.CPU, Build: build, Stop: &stop})
+	stopAfter := 0
+	fmt.Sscan(os.Getenv("MSM_TRAIN_STOP_AFTER"), &stopAfter)
+	err = Run(context.Background(), cfg, Env{Out: os.Stdout, Err: os.Stdout, Dist: env, PG: pg, Device: torch.CPU, Build: build,
+		Stop: &stop, StopAfter: stopAfter})
 	if errors.Is(err, ErrStopped) {
 		fmt.Println("WORKER STOPPED")
 		return
@@ -409,23 +412,15 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestDataParallelMatchesAccumulation: two processes over Gloo with micro_batch 2 give the same losses as one
-// process accumulating two micro-batches of 2 (pad mode: the same 4 examples per step).
-func TestDataParallelMatchesAccumulation(t *testing.T) {
-	dir := t.TempDir()
-	fixture(t, dir)
-	train := "mode = \"pad\"\nsteps = 6\nglobal_batch = 4"
-	single := filepath.Join(dir, "single")
-	if err := runConfig(t, testConfig(dir, single, train), 0); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "dp")
-	cfgPath := writeConfig(t, dir, "dp.toml", testConfig(dir, out, train))
+// runRanks runs the worker as world processes over Gloo and waits for them.
+func runRanks(t *testing.T, cfgPath string, world int, env ...string) {
+	t.Helper()
 	port := freePort(t)
 	var cmds []*exec.Cmd
 	var bufs []*strings.Builder
-	for rank := 0; rank < 2; rank++ {
-		cmd := worker(t, cfgPath, fmt.Sprintf("RANK=%d", rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port))
+	for rank := 0; rank < world; rank++ {
+		cmd := worker(t, cfgPath, append([]string{fmt.Sprintf("RANK=%d", rank), fmt.Sprintf("WORLD_SIZE=%d", world),
+			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port)}, env...)...)
 		b := &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = b, b
 		if err := cmd.Start(); err != nil {
@@ -438,6 +433,43 @@ func TestDataParallelMatchesAccumulation(t *testing.T) {
 			t.Fatalf("rank %d: %v\n%s", i, err, bufs[i])
 		}
 	}
+}
+
+// TestDataParallelResume: two processes stopped after 3 steps (checkpoint with both ranks' loader states) and
+// resumed reproduce an uninterrupted two-process run, bit for bit.
+func TestDataParallelResume(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	train := "steps = 7\nglobal_batch = 4"
+	ref := filepath.Join(dir, "ref")
+	runRanks(t, writeConfig(t, dir, "ref.toml", testConfig(dir, ref, train)), 2)
+	out := filepath.Join(dir, "stopped")
+	cfgPath := writeConfig(t, dir, "stopped.toml", strings.Replace(testConfig(dir, out, train), "every = 1\n", "every = 1000\n", 1))
+	runRanks(t, cfgPath, 2, "MSM_TRAIN_STOP_AFTER=3")
+	cks, _ := listCheckpoints(filepath.Join(out, "checkpoints"), "msm")
+	if len(cks) != 1 {
+		t.Fatalf("checkpoints after the stop: %v", cks)
+	}
+	st, err := readCkptState(cks[0])
+	if err != nil || st.Step != 3 || len(st.Loaders) != 2 || st.Loaders[0].Rank != 0 || st.Loaders[1].Rank != 1 {
+		t.Fatalf("checkpoint state %+v, %v", st, err)
+	}
+	runRanks(t, cfgPath, 2)
+	sameMetrics(t, readMetrics(t, filepath.Join(ref, "metrics.jsonl")), readMetrics(t, filepath.Join(out, "metrics.jsonl")))
+}
+
+// TestDataParallelMatchesAccumulation: two processes over Gloo with micro_batch 2 give the same losses as one
+// process accumulating two micro-batches of 2 (pad mode: the same 4 examples per step).
+func TestDataParallelMatchesAccumulation(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	train := "mode = \"pad\"\nsteps = 6\nglobal_batch = 4"
+	single := filepath.Join(dir, "single")
+	if err := runConfig(t, testConfig(dir, single, train), 0); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "dp")
+	runRanks(t, writeConfig(t, dir, "dp.toml", testConfig(dir, out, train)), 2)
 	a := readMetrics(t, filepath.Join(single, "metrics.jsonl"))
 	b := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
 	if len(a) != len(b) {
