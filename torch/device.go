@@ -50,6 +50,15 @@ func Synchronize(dev Device) error {
 	return check("cuda_synchronize", C.msm_cuda_synchronize(C.int(dev.Index)))
 }
 
+// SetDevice makes dev the current CUDA device (what NCCL and kernels without an explicit device use); a no-op for
+// the CPU. Each process of a data-parallel job calls it with its local device before joining the group.
+func SetDevice(dev Device) error {
+	if !dev.IsCUDA() {
+		return nil
+	}
+	return check("cuda_set_device", C.msm_cuda_set_device(C.int(dev.Index)))
+}
+
 // SetNumThreads sets libtorch's intra-op thread count (n <= 0 leaves it).
 func SetNumThreads(n int) { C.msm_set_num_threads(C.int(n)) }
 

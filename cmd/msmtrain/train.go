@@ -71,6 +71,9 @@ func trainConfig(cfg *train.Config, stdout, stderr io.Writer) error {
 		threads = max(1, runtime.NumCPU()/perNode)
 	}
 	torch.SetNumThreads(threads)
+	if err := torch.SetDevice(dev); err != nil {
+		return err
+	}
 	pg, err := dist.Init(denv, cfg.Dist.Backend, dev, time.Duration(cfg.Dist.TimeoutSeconds)*time.Second)
 	if err != nil {
 		return err

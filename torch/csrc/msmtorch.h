@@ -49,6 +49,7 @@ char *msm_cuda_device_name(int index, char *buf, int len);
 char *msm_cuda_mem_info(int index, int64_t *allocated, int64_t *peak, int64_t *reserved, int64_t *total);
 char *msm_cuda_reset_peak(int index);
 char *msm_cuda_synchronize(int index);
+char *msm_cuda_set_device(int index); /* the current device of the calling thread and of new threads' defaults */
 void msm_set_num_threads(int n);
 int msm_num_threads(void);
 

@@ -121,6 +121,16 @@ char *msm_cuda_synchronize(int index) {
   MSM_CATCH
 }
 
+char *msm_cuda_set_device(int index) {
+  MSM_TRY
+#ifdef MSM_CUDA
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(index));
+#else
+  msm::device(1, index);
+#endif
+  MSM_CATCH
+}
+
 void msm_set_num_threads(int n) {
   if (n > 0) at::set_num_threads(n);
 }

@@ -124,13 +124,11 @@ func (r *stageRun) stopRequested() (bool, error) {
 	if local {
 		v = 1
 	}
-	f := torch.FromFloat64s([]float64{v})
-	defer f.Free()
-	if err := r.env.PG.AllReduce([]*torch.Tensor{f}, torch.ReduceOpMax); err != nil {
+	x, err := r.allReduce([]float64{v}, torch.ReduceOpMax)
+	if err != nil {
 		return false, err
 	}
-	x, err := f.Item()
-	return x != 0, err
+	return x[0] != 0, nil
 }
 
 type stepResult struct {
@@ -229,13 +227,20 @@ func batchTensors(b *loader.Batch, dev torch.Device) batchIn {
 }
 
 // allSum sums small values across processes (float64, exact for counts below 2^53).
-func (r *stageRun) allSum(v []float64) ([]float64, error) {
+func (r *stageRun) allSum(v []float64) ([]float64, error) { return r.allReduce(v, torch.ReduceOpSum) }
+
+// allReduce reduces small values across processes, on the training device (NCCL reduces only CUDA tensors).
+func (r *stageRun) allReduce(v []float64, op torch.ReduceOp) ([]float64, error) {
 	if r.env.PG == nil {
 		return v, nil
 	}
-	t := torch.FromFloat64s(v)
-	defer t.Free()
-	if err := r.env.PG.AllReduce([]*torch.Tensor{t}, torch.ReduceOpSum); err != nil {
+	s := torch.NewScope()
+	defer s.Close()
+	t := torch.FromFloat64s(v).ToDevice(r.env.Device)
+	if err := t.Err(); err != nil {
+		return nil, err
+	}
+	if err := r.env.PG.AllReduce([]*torch.Tensor{t}, op); err != nil {
 		return nil, err
 	}
 	return t.Float64s()
