@@ -124,3 +124,20 @@ func (m *Model) Merge() error {
 	}
 	return nil
 }
+
+// DropoutRNGState returns the state of the LoRA dropout generator (nil when the model has none), so that a
+// resumed run draws the same dropout masks as an uninterrupted one.
+func (m *Model) DropoutRNGState() ([]byte, error) {
+	if m.gen == nil {
+		return nil, nil
+	}
+	return m.gen.State()
+}
+
+// SetDropoutRNGState restores a state from DropoutRNGState.
+func (m *Model) SetDropoutRNGState(b []byte) error {
+	if m.gen == nil || len(b) == 0 {
+		return nil
+	}
+	return m.gen.SetState(b)
+}

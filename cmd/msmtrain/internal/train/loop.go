@@ -370,6 +370,11 @@ func (r *stageRun) checkpoint() (string, error) {
 				return "", err
 			}
 		}
+		if g, ok := r.model.(dropoutRNG); ok {
+			if st.LoRARNG, err = g.DropoutRNGState(); err != nil {
+				return "", err
+			}
+		}
 		trainable := map[string]*torch.Tensor{}
 		for _, p := range r.model.Params() {
 			trainable[p.Name] = p.Tensor

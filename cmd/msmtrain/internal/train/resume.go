@@ -86,12 +86,24 @@ func (r *stageRun) restore(dir string, st *ckptState) error {
 			return fail(err)
 		}
 	}
+	if g, ok := r.model.(dropoutRNG); ok {
+		if err := g.SetDropoutRNGState(st.LoRARNG); err != nil {
+			return fail(err)
+		}
+	}
 	if st.Total != r.total {
 		return fail(fmt.Errorf("the stage had %d steps, now %d", st.Total, r.total))
 	}
 	r.step = st.Step
 	r.counters = st.Counters
 	return nil
+}
+
+// dropoutRNG is implemented by models with a dropout generator of their own (LoRA dropout), whose state a
+// checkpoint must carry for an exact resume.
+type dropoutRNG interface {
+	DropoutRNGState() ([]byte, error)
+	SetDropoutRNGState([]byte) error
 }
 
 func freeAll(m map[string]*torch.Tensor) {

@@ -143,6 +143,29 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 	return nil
 }
 
+// reseedDropout starts the model's own dropout generator (LoRA dropout) of a stage from a seed, so that a stage
+// draws the same masks whether the previous stage ran in this process or in an earlier one.
+func reseedDropout(m Model, seed uint64, dev torch.Device) error {
+	g, ok := m.(dropoutRNG)
+	if !ok {
+		return nil
+	}
+	cur, err := g.DropoutRNGState()
+	if err != nil || cur == nil {
+		return err
+	}
+	fresh, err := torch.NewGenerator(seed, dev)
+	if err != nil {
+		return err
+	}
+	defer fresh.Free()
+	st, err := fresh.State()
+	if err != nil {
+		return err
+	}
+	return g.SetDropoutRNGState(st)
+}
+
 func joinLines(s []string) string {
 	out := ""
 	for i, l := range s {
@@ -288,6 +311,9 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 		}
 	} else {
 		if err := torch.ManualSeed(cfg.Seed + uint64(idx)); err != nil {
+			return StageSummary{}, err
+		}
+		if err := reseedDropout(model, cfg.Seed+uint64(idx)+1000, env.Device); err != nil {
 			return StageSummary{}, err
 		}
 		if err := r.broadcastParams(); err != nil {
