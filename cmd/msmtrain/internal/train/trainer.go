@@ -186,22 +186,32 @@ func readDone(stageDir string) (StageSummary, bool) {
 	return s, true
 }
 
-// prepareData prepares the stage's sources into RUN/data/<stage> (rank 0; the others wait) and opens them.
-func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, val *shard.Dataset, tokHash string, err error) {
+// PrepConfig is the data config of a stage as training prepares it: the stage's [stages.data] with the run's
+// tokenizer, chat template, seed, and RUN/data/<stage> as the output.
+func (c *Config) PrepConfig(st *Stage) (prep.Config, error) {
 	pc := st.Data
-	pc.OutDir = filepath.Join(cfg.OutDir, "data", st.Name)
-	pc.Tokenizer = cfg.TokenizerPath()
+	pc.OutDir = filepath.Join(c.OutDir, "data", st.Name)
+	pc.Tokenizer = c.TokenizerPath()
 	if pc.ChatTemplate == "" {
 		var err error
-		if pc.ChatTemplate, err = cfg.ChatTemplate(); err != nil && st.Kind == "aft" {
-			return nil, nil, "", fmt.Errorf("stage %s: no chat template: %w", st.Name, err)
+		if pc.ChatTemplate, err = c.ChatTemplate(); err != nil && st.Kind == "aft" {
+			return pc, fmt.Errorf("stage %s: no chat template: %w", st.Name, err)
 		}
 	}
 	if pc.MaxLen == 0 {
 		pc.MaxLen = st.Train.SeqLen + 1
 	}
 	if pc.Seed == 0 {
-		pc.Seed = cfg.Seed
+		pc.Seed = c.Seed
+	}
+	return pc, nil
+}
+
+// prepareData prepares the stage's sources into RUN/data/<stage> (rank 0; the others wait) and opens them.
+func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, val *shard.Dataset, tokHash string, err error) {
+	pc, err := cfg.PrepConfig(st)
+	if err != nil {
+		return nil, nil, "", err
 	}
 	if env.Dist.Rank == 0 {
 		var progress io.Writer = env.Err
