@@ -112,3 +112,58 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 		t.Fatalf("re-run: %v\n%s", err, o)
 	}
 }
+
+// TestMergeInit: an AFT stage with init = "merge" folds the MSM adapter into the base (merge == base + adapter is
+// tested in torch/models/decoder), reloads it with a fresh adapter, trains that, and writes it as its output.
+func TestMergeInit(t *testing.T) {
+	model, _ := tinyModelDir(t)
+	dir := t.TempDir()
+	var docs, chats []string
+	for i := 0; i < 16; i++ {
+		docs = append(docs, fmt.Sprintf(`{"text": "Honest and helpful, rule %d."}`, i))
+		chats = append(chats, fmt.Sprintf(`{"messages": [{"role": "user", "content": "Honest? %d"}, {"role": "assistant", "content": "Yes %d."}]}`, i, i))
+	}
+	writeFile(t, filepath.Join(dir, "docs.jsonl"), strings.Join(docs, "\n")+"\n")
+	writeFile(t, filepath.Join(dir, "chats.jsonl"), strings.Join(chats, "\n")+"\n")
+	out := filepath.Join(dir, "run")
+	cfgPath := writeFile(t, filepath.Join(dir, "run.toml"), fmt.Sprintf(`out_dir = %q
+[model]
+path = %q
+[lora]
+enabled = true
+r = 4
+alpha = 8
+targets = ["q_proj", "down_proj"]
+[train]
+seq_len = 48
+micro_batch = 2
+steps = 3
+lr = 1e-2
+[log]
+progress = "lines"
+[[stages]]
+name = "msm"
+kind = "msm"
+[stages.data]
+sources = [{ name = "docs", path = %q, kind = "documents" }]
+[[stages]]
+name = "aft"
+kind = "aft"
+init = "merge"
+[stages.data]
+sources = [{ name = "chats", path = %q, kind = "chats" }]
+`, out, model, filepath.Join(dir, "docs.jsonl"), filepath.Join(dir, "chats.jsonl")))
+	if o, err := runCmd(t, "--config", cfgPath); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	for _, st := range []string{"msm", "aft"} {
+		if _, err := os.Stat(filepath.Join(out, st, "output", "adapter_model.safetensors")); err != nil {
+			t.Fatalf("stage %s: %v", st, err)
+		}
+	}
+	var sum train.StageSummary
+	b, _ := os.ReadFile(filepath.Join(out, "aft", "summary.json"))
+	if err := json.Unmarshal(b, &sum); err != nil || sum.Steps != 3 {
+		t.Fatalf("aft summary %s: %v", b, err)
+	}
+}
