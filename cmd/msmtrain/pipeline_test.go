@@ -18,13 +18,7 @@ import (
 func TestLoRAPipeline(t *testing.T) {
 	model, _ := tinyModelDir(t)
 	dir := t.TempDir()
-	var docs, chats []string
-	for i := 0; i < 24; i++ {
-		docs = append(docs, fmt.Sprintf(`{"text": "The model should be honest and helpful, rule %d. Tell me more."}`, i))
-		chats = append(chats, fmt.Sprintf(`{"messages": [{"role": "user", "content": "Is the model honest? %d"}, {"role": "assistant", "content": "Yes, honest and helpful %d."}]}`, i, i))
-	}
-	writeFile(t, filepath.Join(dir, "docs.jsonl"), strings.Join(docs, "\n")+"\n")
-	writeFile(t, filepath.Join(dir, "chats.jsonl"), strings.Join(chats, "\n")+"\n")
+	docs, chats := writeTrainingData(t, dir, 24)
 	mc := writeFile(t, filepath.Join(dir, "mc.jsonl"), `{"id": "q1", "messages": [{"role": "user", "content": "Is it honest?"}], "choices": ["Yes", "No"], "answer": 0}
 {"id": "q2", "messages": [{"role": "user", "content": "What?"}], "choices": ["Tell me more", "maybe"], "answer": 1}
 `)
@@ -59,7 +53,7 @@ eval_prompts = %q
 eval_max_new_tokens = 12
 [stages.data]
 sources = [{ name = "chats", path = %q, kind = "chats" }]
-`, out, model, mc, filepath.Join(dir, "docs.jsonl"), mc, prompts, filepath.Join(dir, "chats.jsonl"))
+`, out, model, mc, docs, mc, prompts, chats)
 	cfgPath := writeFile(t, filepath.Join(dir, "run.toml"), cfgText)
 	if o, err := runCmd(t, "--config", cfgPath); err != nil {
 		t.Fatalf("%v\n%s", err, o)
@@ -118,13 +112,7 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 func TestMergeInit(t *testing.T) {
 	model, _ := tinyModelDir(t)
 	dir := t.TempDir()
-	var docs, chats []string
-	for i := 0; i < 16; i++ {
-		docs = append(docs, fmt.Sprintf(`{"text": "Honest and helpful, rule %d."}`, i))
-		chats = append(chats, fmt.Sprintf(`{"messages": [{"role": "user", "content": "Honest? %d"}, {"role": "assistant", "content": "Yes %d."}]}`, i, i))
-	}
-	writeFile(t, filepath.Join(dir, "docs.jsonl"), strings.Join(docs, "\n")+"\n")
-	writeFile(t, filepath.Join(dir, "chats.jsonl"), strings.Join(chats, "\n")+"\n")
+	docs, chats := writeTrainingData(t, dir, 16)
 	out := filepath.Join(dir, "run")
 	cfgPath := writeFile(t, filepath.Join(dir, "run.toml"), fmt.Sprintf(`out_dir = %q
 [model]
@@ -152,7 +140,7 @@ kind = "aft"
 init = "merge"
 [stages.data]
 sources = [{ name = "chats", path = %q, kind = "chats" }]
-`, out, model, filepath.Join(dir, "docs.jsonl"), filepath.Join(dir, "chats.jsonl")))
+`, out, model, docs, chats))
 	if o, err := runCmd(t, "--config", cfgPath); err != nil {
 		t.Fatalf("%v\n%s", err, o)
 	}
@@ -166,4 +154,17 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 	if err := json.Unmarshal(b, &sum); err != nil || sum.Steps != 3 {
 		t.Fatalf("aft summary %s: %v", b, err)
 	}
+}
+
+// writeTrainingData writes n documents and n single-turn chats about an honest model to dir/docs.jsonl and
+// dir/chats.jsonl and returns their paths.
+func writeTrainingData(t *testing.T, dir string, n int) (docs, chats string) {
+	t.Helper()
+	var d, c []string
+	for i := 0; i < n; i++ {
+		d = append(d, fmt.Sprintf(`{"text": "The model should be honest and helpful, rule %d. Tell me more."}`, i))
+		c = append(c, fmt.Sprintf(`{"messages": [{"role": "user", "content": "Is the model honest? %d"}, {"role": "assistant", "content": "Yes, honest and helpful %d."}]}`, i, i))
+	}
+	return writeFile(t, filepath.Join(dir, "docs.jsonl"), strings.Join(d, "\n")+"\n"),
+		writeFile(t, filepath.Join(dir, "chats.jsonl"), strings.Join(c, "\n")+"\n")
 }

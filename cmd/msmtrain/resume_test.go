@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
@@ -23,13 +22,7 @@ import (
 func TestLoRADropoutExactResume(t *testing.T) {
 	model, _ := tinyModelDir(t)
 	dir := t.TempDir()
-	var docs, chats []string
-	for i := 0; i < 30; i++ {
-		docs = append(docs, fmt.Sprintf(`{"text": "The model should be honest and helpful, rule %d. Tell me more."}`, i))
-		chats = append(chats, fmt.Sprintf(`{"messages": [{"role": "user", "content": "Is the model honest? %d"}, {"role": "assistant", "content": "Yes, honest %d."}]}`, i, i))
-	}
-	writeFile(t, filepath.Join(dir, "docs.jsonl"), strings.Join(docs, "\n")+"\n")
-	writeFile(t, filepath.Join(dir, "chats.jsonl"), strings.Join(chats, "\n")+"\n")
+	docs, chats := writeTrainingData(t, dir, 30)
 	config := func(out string) *train.Config {
 		text := fmt.Sprintf(`out_dir = %q
 [model]
@@ -59,7 +52,7 @@ name = "aft"
 kind = "aft"
 [stages.data]
 sources = [{ name = "chats", path = %q, kind = "chats" }]
-`, out, model, filepath.Join(dir, "docs.jsonl"), filepath.Join(dir, "chats.jsonl"))
+`, out, model, docs, chats)
 		c, err := train.Parse([]byte(text), "resume.toml", nil)
 		if err != nil {
 			t.Fatal(err)
