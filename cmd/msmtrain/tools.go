@@ -53,6 +53,9 @@ func runPrep(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		for i := range tc.Stages {
+			if tc.Stages[i].Dataset != "" {
+				continue // prepared already
+			}
 			pc, err := tc.PrepConfig(&tc.Stages[i])
 			if err != nil {
 				return err

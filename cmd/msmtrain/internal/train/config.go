@@ -116,6 +116,9 @@ type Stage struct {
 	Kind string      `toml:"kind"`
 	Init string      `toml:"init"` // "continue" (the previous stage's weights/adapter) or "merge" (merge it, new adapter)
 	Data prep.Config `toml:"data"`
+	// Dataset, instead of data.sources: a directory prepared earlier (msmtrain prep) holding train/ and
+	// optionally val/, made with this model's tokenizer.
+	Dataset string `toml:"dataset"`
 
 	Train TrainConfig `toml:"-"` // [train] with [stages.train] applied
 	// TrainOverrides is the raw [stages.train] table; decoded on top of [train].
@@ -319,8 +322,15 @@ func (c *Config) Validate() error {
 		default:
 			return fmt.Errorf("%s.init = %q: want continue or merge", where, st.Init)
 		}
-		if len(st.Data.Sources) == 0 {
-			return fmt.Errorf("%s.data.sources: at least one source is required", where)
+		if st.Dataset != "" {
+			if len(st.Data.Sources) > 0 {
+				return fmt.Errorf("%s: set dataset or data.sources, not both", where)
+			}
+			if _, err := os.Stat(filepath.Join(st.Dataset, "train", "manifest.json")); err != nil {
+				return fmt.Errorf("%s.dataset: %s has no train/manifest.json (prepare it with msmtrain prep)", where, st.Dataset)
+			}
+		} else if len(st.Data.Sources) == 0 {
+			return fmt.Errorf("%s.data.sources: at least one source is required (or dataset)", where)
 		}
 		for j, s := range st.Data.Sources {
 			if s.Path == "" {
@@ -440,6 +450,7 @@ func (c *Config) Resolved() ([]byte, error) {
 		Name   string      `toml:"name"`
 		Kind   string      `toml:"kind"`
 		Init   string      `toml:"init,omitempty"`
+		DS     string      `toml:"dataset,omitempty"`
 		EvalMC string      `toml:"eval_mc,omitempty"`
 		EvalP  string      `toml:"eval_prompts,omitempty"`
 		EvalN  int         `toml:"eval_max_new_tokens,omitempty"`
@@ -460,7 +471,7 @@ func (c *Config) Resolved() ([]byte, error) {
 		Stages     []stageOut       `toml:"stages"`
 	}{c.Name, c.OutDir, c.Seed, c.Model, c.LoRA, c.Train, c.Eval, c.Checkpoint, c.Log, c.Dist, nil}
 	for _, s := range c.Stages {
-		out.Stages = append(out.Stages, stageOut{s.Name, s.Kind, s.Init, s.EvalMC, s.EvalPrompts, s.EvalMaxNew, s.Data, s.Train})
+		out.Stages = append(out.Stages, stageOut{s.Name, s.Kind, s.Init, s.Dataset, s.EvalMC, s.EvalPrompts, s.EvalMaxNew, s.Data, s.Train})
 	}
 	var b bytes.Buffer
 	if err := toml.NewEncoder(&b).Encode(out); err != nil {

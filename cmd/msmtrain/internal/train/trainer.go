@@ -13,6 +13,7 @@ import (
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/data/shard"
+	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/dist"
 	"github.com/msmtrain/msmtrain/torch/optim"
@@ -213,6 +214,9 @@ func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, v
 	if err != nil {
 		return nil, nil, "", err
 	}
+	if st.Dataset != "" {
+		return openPrepared(cfg, st)
+	}
 	if env.Dist.Rank == 0 {
 		var progress io.Writer = env.Err
 		sum, err := prep.Run(ctx, pc, progress)
@@ -237,6 +241,23 @@ func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, v
 		val = v
 	}
 	return train, val, train.Manifest.TokenizerHash, nil
+}
+
+// openPrepared opens a stage's dataset directory, which must have been made with the model's tokenizer.
+func openPrepared(cfg *Config, st *Stage) (train, val *shard.Dataset, tokHash string, err error) {
+	tok, err := tokenizer.Load(cfg.TokenizerPath())
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("stage %s: %w", st.Name, err)
+	}
+	o := shard.OpenOptions{TokenizerHash: tok.Hash()}
+	train, err = shard.OpenDataset(filepath.Join(st.Dataset, "train"), o)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("stage %s: dataset: %w", st.Name, err)
+	}
+	if v, err := shard.OpenDataset(filepath.Join(st.Dataset, "val"), o); err == nil && v.NumDocs() > 0 {
+		val = v
+	}
+	return train, val, tok.Hash(), nil
 }
 
 // runStage trains one stage to its end (or to a stop), resuming from its latest checkpoint.

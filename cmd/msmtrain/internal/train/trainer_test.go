@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msmtrain/msmtrain/data/prep"
+	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/dist"
 )
@@ -488,4 +490,49 @@ func TestDataParallelMatchesAccumulation(t *testing.T) {
 		}
 	}
 	t.Logf("%d metric lines agree within 1e-5", len(a))
+}
+
+// TestPreparedDataset: a stage can train on a dataset prepared earlier, but only one made with the model's
+// tokenizer; another tokenizer's dataset is refused with a clear error.
+func TestPreparedDataset(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	base, err := Parse([]byte(testConfig(dir, filepath.Join(dir, "prep-run"), "steps = 2")), "t.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := base.PrepConfig(&base.Stages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.OutDir = filepath.Join(dir, "prepared")
+	if _, err := prep.Run(context.Background(), pc, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	text := testConfig(dir, filepath.Join(dir, "run"), "steps = 2")
+	text = strings.Replace(text, fmt.Sprintf(`[stages.data]
+val_fraction = 0.1
+sources = [{ name = "docs", path = %q, kind = "documents" }]`, filepath.Join(dir, "docs.jsonl")), fmt.Sprintf(`dataset = %q`, pc.OutDir), 1)
+	if !strings.Contains(text, "dataset = ") {
+		t.Fatal("fixture config changed: dataset not substituted")
+	}
+	if err := runConfig(t, text, 0); err != nil {
+		t.Fatal(err)
+	}
+	// the same dataset with another tokenizer
+	other, err := tokenizer.NewByteLevel(20, []string{"something else entirely"}, []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokPath := filepath.Join(dir, "other.json")
+	os.WriteFile(tokPath, other, 0o644)
+	text = strings.Replace(testConfig(dir, filepath.Join(dir, "run2"), "steps = 2"), filepath.Join(dir, "tokenizer.json"), tokPath, 1)
+	text = strings.Replace(text, fmt.Sprintf(`[stages.data]
+val_fraction = 0.1
+sources = [{ name = "docs", path = %q, kind = "documents" }]`, filepath.Join(dir, "docs.jsonl")), fmt.Sprintf(`dataset = %q`, pc.OutDir), 1)
+	err = runConfig(t, text, 0)
+	if err == nil || !strings.Contains(err.Error(), "tokenizer") {
+		t.Fatalf("dataset of another tokenizer: %v", err)
+	}
+	t.Logf("refused: %v", err)
 }
