@@ -162,10 +162,13 @@ func Errorf(format string, args ...any) *Tensor { return &Tensor{err: fmt.Errorf
 
 func errTensor(err error) *Tensor { return &Tensor{err: err} }
 
+// errNil is the error of a nil *Tensor: Grad of a tensor without a gradient, for one.
+var errNil = errors.New("torch: nil tensor (no gradient, or an unset result)")
+
 // Err returns the error this tensor carries, if any.
 func (t *Tensor) Err() error {
 	if t == nil {
-		return errors.New("torch: nil tensor")
+		return errNil
 	}
 	return t.err
 }
@@ -349,6 +352,9 @@ type Info struct {
 
 // Info returns the tensor's dtype, shape, device and whether it requires grad.
 func (t *Tensor) Info() (Info, error) {
+	if t == nil {
+		return Info{}, errNil
+	}
 	if t.err != nil {
 		return Info{}, t.err
 	}
@@ -421,6 +427,9 @@ func (t *Tensor) Bytes() ([]byte, error) {
 }
 
 func values[T any](t *Tensor, dtype DType) ([]T, error) {
+	if t == nil {
+		return nil, errNil
+	}
 	if t.err != nil {
 		return nil, t.err
 	}
@@ -454,6 +463,9 @@ func (t *Tensor) Bools() ([]bool, error) { return values[bool](t, Bool) }
 
 // Item returns the value of a one-element tensor.
 func (t *Tensor) Item() (float64, error) {
+	if t == nil {
+		return 0, errNil
+	}
 	if t.err != nil {
 		return 0, t.err
 	}
