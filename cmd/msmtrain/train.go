@@ -54,9 +54,6 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 
 // trainConfig sets up the process (device, threads, process group, signals) and runs every stage of cfg.
 func trainConfig(cfg *train.Config, stdout, stderr io.Writer) error {
-	// The training goroutine is not locked to an OS thread: a locked goroutine must get its own thread back
-	// after every cgo call that outlasts the scheduler's patience, which halved the demo's tokens/s. The shim
-	// keeps no thread state between calls, and it limits glibc's malloc arenas instead (torch/csrc/tensor.cc).
 	denv, err := dist.FromEnv(os.Getenv)
 	if err != nil {
 		return err
@@ -65,10 +62,13 @@ func trainConfig(cfg *train.Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("model.device: %w", err)
 	}
+	// libtorch's CPU threads: the cores of this process's share, less one for the data loader and the Go runtime
+	// (on 2 cores, 1 intra-op thread trains the demo 1.7x faster than 2: the spinning OpenMP team and the Go
+	// threads otherwise compete for the same cores).
 	threads := cfg.Model.Threads
 	if threads == 0 && !dev.IsCUDA() {
 		perNode := max(1, localWorld(denv))
-		threads = max(1, runtime.NumCPU()/perNode)
+		threads = max(1, runtime.NumCPU()/perNode-1)
 	}
 	torch.SetNumThreads(threads)
 	if err := torch.SetDevice(dev); err != nil {
