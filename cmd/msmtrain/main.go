@@ -91,10 +91,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 func main() {
-	// libtorch's CPU thread pool: every core unless OMP_NUM_THREADS says otherwise (training sets its own share
-	// per process, see train.go).
+	// Every command drives libtorch from this one OS thread: calls from varying threads are not bit-reproducible
+	// (see train.Run). libtorch's CPU threads: all cores but one, unless OMP_NUM_THREADS says otherwise
+	// (training sets its own share per process, see train.go).
+	runtime.LockOSThread()
 	if os.Getenv("OMP_NUM_THREADS") == "" {
-		torch.SetNumThreads(runtime.NumCPU())
+		torch.SetNumThreads(max(1, runtime.NumCPU()-1))
 	}
 	err := run(os.Args[1:], os.Stdout, os.Stderr)
 	switch {
