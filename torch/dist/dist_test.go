@@ -76,7 +76,7 @@ func freePort(t *testing.T) int {
 // collective; each worker checks its own results and the parent checks that both succeeded.
 func TestTwoProcessGloo(t *testing.T) {
 	if os.Getenv("MSM_DIST_WORKER") != "" {
-		t.Skip("worker")
+		t.Skip("this process is one of the Gloo workers that TestTwoProcessGloo starts")
 	}
 	port := freePort(t)
 	var cmds []*exec.Cmd
