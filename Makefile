@@ -26,8 +26,7 @@ FORCE:
 -include $(BUILD)/libtorch.mk
 
 CXXFLAGS := -std=c++17 -O2 -fPIC -Wall -Wno-unused-parameter -Wno-unused-variable -Wno-deprecated-declarations \
-	-D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_CXX11_ABI) \
-	-isystem $(LIBTORCH_INCLUDE) -isystem $(LIBTORCH_INCLUDE)/torch/csrc/api/include
+	-D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_CXX11_ABI) $(LIBTORCH_CXXFLAGS)
 LDLIBS := -L$(LIBTORCH_LIB) -Wl,-rpath,$(LIBTORCH_LIB) -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10
 ifeq ($(LIBTORCH_CUDA),1)
 CXXFLAGS += -DMSM_CUDA

@@ -23,6 +23,27 @@ check() {
   return 1
 }
 
+# The compiler's own include directories (e.g. /usr/include). Passing one of them as -isystem reorders the search
+# path and breaks libstdc++'s #include_next <stdlib.h>, so include_flags leaves them out.
+system_includes() {
+  "${CXX:-g++}" -xc++ -E -v /dev/null 2>&1 >/dev/null |
+    sed -n '/^#include <...> search starts here:/,/^End of search list./p' | sed '1d;$d' |
+    while read -r d; do (cd "$d" 2>/dev/null && pwd -P); done
+}
+
+# include_flags DIR...: -isystem for each directory that exists, is not a compiler default, and is not repeated.
+include_flags() {
+  local sys out=() seen=" " d real
+  sys=" $(system_includes | tr '\n' ' ') "
+  for d in "$@"; do
+    real=$(cd "$d" 2>/dev/null && pwd -P) || continue
+    case "$sys$seen" in *" $real "*) continue ;; esac
+    seen+="$real "
+    out+=("-isystem $real")
+  done
+  echo "${out[*]}"
+}
+
 emit() {
   local source=$1 inc=$2 lib=$3
   local ver abi=0 cuda=0 gloo=0 nccl=0 libdir
@@ -35,6 +56,24 @@ emit() {
   if [ -e "$inc/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp" ] &&
     { [ -d "$inc/gloo" ] || [ -d /usr/include/gloo ]; }; then gloo=1; fi
   if [ "$cuda" = 1 ] && [ -e "$inc/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp" ]; then nccl=1; fi
+  # Include flags: libtorch's two include roots and, for CUDA builds, the CUDA runtime and NCCL headers (a pip
+  # install keeps them under site-packages/nvidia/*/include; a system CUDA under $CUDA_HOME or /usr/local/cuda).
+  local incs=("$inc" "$inc/torch/csrc/api/include") d
+  if [ "$cuda" = 1 ]; then
+    for d in "${CUDA_HOME:-}" "${CUDA_PATH:-}" /usr/local/cuda; do
+      [ -n "$d" ] && [ -f "$d/include/cuda_runtime_api.h" ] && { incs+=("$d/include"); break; }
+    done
+    # pip wheels: <site-packages>/torch/include -> <site-packages>/nvidia/<pkg>/include (CUDA 12) and
+    # nvidia/cu13/include (CUDA 13).
+    local site
+    site=$(cd "$inc/../.." 2>/dev/null && pwd -P) || site=
+    if [ -n "$site" ] && [ -d "$site/nvidia" ]; then
+      for d in "$site"/nvidia/*/include "$site"/nvidia/*/*/include; do
+        [ -d "$d" ] && incs+=("$(cd "$d" && pwd -P)")
+      done
+    fi
+  fi
+  echo "LIBTORCH_CXXFLAGS=$(include_flags "${incs[@]}")"
   echo "LIBTORCH_SOURCE=$source"
   echo "LIBTORCH_VERSION=$ver"
   echo "LIBTORCH_INCLUDE=$inc"
