@@ -6,6 +6,7 @@
 #   make bench           benchmarks, with PyTorch side by side where it applies
 #   make msm CONFIG=x    msmtrain --config x
 #   make shim LIBTORCH=/path/to/libtorch   rebuild the shim against another libtorch (e.g. CUDA)
+#   make gpu-bundle      the Go binaries for a GPU machine without Go (./msmtrain, build/gpubench): see README
 
 SHELL := bash
 BUILD := build
@@ -13,7 +14,7 @@ GO ?= go
 CXX ?= g++
 JOBS ?= $(shell nproc)
 
-.PHONY: all shim msmtrain demo test test-short bench msm vet fmt deps deps-test clean FORCE
+.PHONY: all shim msmtrain gpu-bundle demo test test-short bench msm vet fmt deps deps-test clean FORCE
 all: msmtrain
 
 # Which libtorch: regenerated on every make (cheap), rewritten only when it changes so objects rebuild only then.
@@ -58,6 +59,11 @@ shim: $(BUILD)/libtorch.mk
 
 msmtrain: shim
 	$(GO) build -o msmtrain ./cmd/msmtrain
+
+# The Go binaries load build/libmsmtorch.so next to them (rpath $ORIGIN/build), so they can be built here and run
+# on a GPU machine against a shim built there (scripts/gpu-check.sh).
+gpu-bundle: msmtrain
+	$(GO) build -o $(BUILD)/gpubench ./scripts/bench/gpubench
 
 demo: msmtrain
 	./msmtrain demo

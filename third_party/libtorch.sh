@@ -91,16 +91,22 @@ if [ -n "${LIBTORCH:-}" ]; then
   exit 1
 fi
 
+debian() { check "Debian libtorch-dev" /usr/include /usr/lib/x86_64-linux-gnu; }
+
 for py in ${PYTHON:-} python3 /usr/bin/python3; do
   command -v "$py" >/dev/null 2>&1 || continue
   dir=$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null) || {
     tried+=("$py: no torch module")
     continue
   }
+  # Debian's python3-torch links the libtorch of libtorch-dev: when both are there, take libtorch-dev (PYTHON
+  # unset), so installing the test references does not change the build.
+  if [ -z "${PYTHON:-}" ] && [ "$dir" = /usr/lib/python3/dist-packages/torch ] && debian 2>/dev/null; then
+    continue
+  fi
   check "$py torch at $dir" "$dir/include" "$dir/lib" && emit "python:$py" "$dir/include" "$dir/lib"
 done
 
-debian() { check "Debian libtorch-dev" /usr/include /usr/lib/x86_64-linux-gnu; }
 if debian; then emit debian /usr/include /usr/lib/x86_64-linux-gnu; fi
 
 if [ "$install" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

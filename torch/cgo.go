@@ -2,7 +2,7 @@ package torch
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/csrc
-#cgo LDFLAGS: -L${SRCDIR}/../build -Wl,-rpath,${SRCDIR}/../build -lmsmtorch
+#cgo LDFLAGS: -L${SRCDIR}/../build -Wl,-rpath,$ORIGIN/build -Wl,-rpath,$ORIGIN -Wl,-rpath,${SRCDIR}/../build -lmsmtorch
 #include <stdlib.h>
 #include "msmtorch.h"
 */
