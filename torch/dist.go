@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -95,5 +96,18 @@ func (p *ProcessGroup) AllGather(t *Tensor) ([]*Tensor, error) {
 	return res, nil
 }
 
-// Barrier waits until every rank reaches it.
-func (p *ProcessGroup) Barrier() error { return check("barrier", C.msm_pg_barrier(p.pg)) }
+// Barrier returns once every rank has reached it, within the group's timeout. It blocks the calling thread on every
+// backend (it goes through the group's TCPStore, not a collective: an NCCL collective's wait returns before the
+// other ranks arrive), so files one rank wrote before its Barrier are complete for every rank after theirs.
+// Every rank must call it at the same point, as with a collective. On a timeout the error names the ranks that did
+// not arrive; the group is then out of step and should be closed.
+func (p *ProcessGroup) Barrier() error { return p.BarrierTimeout(0) }
+
+// BarrierTimeout is Barrier with its own timeout (0: the group's).
+func (p *ProcessGroup) BarrierTimeout(timeout time.Duration) error {
+	ms := timeout.Milliseconds()
+	if timeout > 0 && ms == 0 {
+		ms = 1
+	}
+	return check("barrier", C.msm_pg_barrier(p.pg, C.int(min(ms, math.MaxInt32))))
+}

@@ -1,7 +1,10 @@
 // dist.cc: c10d process groups (TCPStore rendezvous; Gloo on CPU, NCCL on CUDA) and the collectives the trainer
 // uses. Gradient buckets are flattened into one buffer per call so that a collective moves one tensor.
+#include <algorithm>
 #include <chrono>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common.h"
@@ -30,8 +33,10 @@ using PGBase = c10d::ProcessGroup;
 struct PG {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<PGBase> pg;
-  int world = 1;
+  int rank = 0, world = 1;
   bool cuda = false;  // NCCL: collectives run on CUDA tensors
+  std::chrono::milliseconds timeout{0};
+  int64_t barriers = 0;  // barriers passed: the generation of the next one (every rank calls them in the same order)
 };
 
 PG &P(msm_pg h) {
@@ -84,7 +89,9 @@ char *msm_pg_new(const char *backend, const char *host, int port, int rank, int 
   auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
   auto *p = new PG();
   p->store = store;
+  p->rank = rank;
   p->world = world;
+  p->timeout = timeout;
   std::string b(backend);
   try {
     if (b == "gloo") {
@@ -193,17 +200,51 @@ char *msm_pg_allgather(msm_pg h, msm_tensor in, msm_tensor *outs, int world) {
   MSM_CATCH
 }
 
-char *msm_pg_barrier(msm_pg h) {
+// msm_pg_barrier returns once every rank has entered it, and blocks the calling thread until then on every
+// backend. It goes through the group's TCPStore rather than a collective: an NCCL collective's wait() only makes
+// the current CUDA stream wait and returns at once, so a barrier built from one let ranks >= 1 read files that rank
+// 0 was still writing. Each barrier is a generation g: a rank sets "msm/barrier/g/<rank>" (to name the missing ranks
+// on a timeout) and adds 1 to "msm/barrier/g/n"; the rank that brings n to world sets "msm/barrier/g/done", which
+// every rank polls for (a TCPStore wait that times out cannot be cancelled in 1.13 and leaves the connection out of
+// step). The last to arrive at g also deletes the keys of g-1: every rank has left g-1 by then.
+char *msm_pg_barrier(msm_pg h, int timeout_ms) {
   MSM_TRY
 #ifdef MSM_NO_DIST
-  (void)h;
+  (void)h, (void)timeout_ms;
   throw std::runtime_error("dist: libmsmtorch was built without c10d");
 #else
   auto &p = P(h);
-  // A barrier as a one-element all-reduce: works the same on every backend and version.
-  auto t = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(p.cuda ? at::kCUDA : at::kCPU));
-  std::vector<at::Tensor> v{t};
-  wait(p.pg->allreduce(v));
+  auto timeout = timeout_ms > 0 ? std::chrono::milliseconds(timeout_ms) : p.timeout;
+  const int64_t gen = p.barriers++;
+  auto key = [](int64_t g, const std::string &k) { return "msm/barrier/" + std::to_string(g) + "/" + k; };
+  const std::string done = key(gen, "done");
+  p.store->set(key(gen, std::to_string(p.rank)), std::vector<uint8_t>{1});
+  if (p.store->add(key(gen, "n"), 1) == p.world) {
+    p.store->set(done, std::vector<uint8_t>{1});
+    if (gen > 0) {
+      for (int r = 0; r < p.world; r++) p.store->deleteKey(key(gen - 1, std::to_string(r)));
+      p.store->deleteKey(key(gen - 1, "n"));
+      p.store->deleteKey(key(gen - 1, "done"));
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto pause = std::chrono::milliseconds(1);
+  while (!p.store->check({done})) {
+    if (std::chrono::steady_clock::now() - start >= timeout) {
+      std::ostringstream missing;
+      int n = 0;
+      for (int r = 0; r < p.world; r++) {
+        if (!p.store->check({key(gen, std::to_string(r))})) missing << (n++ ? ", " : "") << r;
+      }
+      std::ostringstream msg;
+      msg << "dist: barrier " << gen << " timed out after " << timeout.count() / 1000.0 << "s on rank " << p.rank
+          << " of " << p.world << ": rank" << (n == 1 ? " " : "s ") << missing.str()
+          << " did not arrive";
+      throw std::runtime_error(msg.str());
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+  }
 #endif
   MSM_CATCH
 }

@@ -113,7 +113,7 @@ void msm_pg_free(msm_pg pg);
 char *msm_pg_allreduce(msm_pg pg, const msm_tensor *ts, int n, int op /* 0 sum, 1 avg, 2 max, 3 min */);
 char *msm_pg_broadcast(msm_pg pg, const msm_tensor *ts, int n, int root);
 char *msm_pg_allgather(msm_pg pg, msm_tensor in, msm_tensor *outs, int world);
-char *msm_pg_barrier(msm_pg pg);
+char *msm_pg_barrier(msm_pg pg, int timeout_ms /* <= 0: the group's timeout */);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,19 +73,17 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestTwoProcessGloo starts two processes of this test binary that join a Gloo group over loopback and run each
-// collective; each worker checks its own results and the parent checks that both succeeded.
-func TestTwoProcessGloo(t *testing.T) {
-	if os.Getenv("MSM_DIST_WORKER") != "" {
-		t.Skip("this process is one of the Gloo workers that TestTwoProcessGloo starts")
-	}
+// startWorkers runs this test binary's test named worker as world processes joined over loopback (RANK,
+// WORLD_SIZE, MASTER_*), with env added, and fails unless each exits 0 and prints "WORKER OK".
+func startWorkers(t *testing.T, worker string, world int, env ...string) {
+	t.Helper()
 	port := freePort(t)
 	var cmds []*exec.Cmd
-	outs := make([]*strings.Builder, 2)
-	for r := 0; r < 2; r++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestDistWorker$", "-test.v")
-		cmd.Env = append(os.Environ(), "MSM_DIST_WORKER=1", fmt.Sprintf("RANK=%d", r), "WORLD_SIZE=2",
-			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port))
+	outs := make([]*strings.Builder, world)
+	for r := 0; r < world; r++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^"+worker+"$", "-test.v")
+		cmd.Env = append(append(os.Environ(), "MSM_DIST_WORKER=1", fmt.Sprintf("RANK=%d", r), fmt.Sprintf("WORLD_SIZE=%d", world),
+			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port)), env...)
 		outs[r] = &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = outs[r], outs[r]
 		if err := cmd.Start(); err != nil {
@@ -107,18 +106,34 @@ func TestTwoProcessGloo(t *testing.T) {
 	}
 }
 
-func TestDistWorker(t *testing.T) {
+// workerGroup joins the group of a worker process started by startWorkers; other processes skip.
+func workerGroup(t *testing.T, timeout time.Duration) (*torch.ProcessGroup, Env) {
+	t.Helper()
 	if os.Getenv("MSM_DIST_WORKER") == "" {
-		t.Skip("runs only as a child of TestTwoProcessGloo")
+		t.Skip("runs only as a child process of the two-process tests")
 	}
 	env, err := FromEnv(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pg, err := Init(env, "gloo", torch.CPU, 60*time.Second)
+	pg, err := Init(env, "gloo", torch.CPU, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pg, env
+}
+
+// TestTwoProcessGloo starts two processes of this test binary that join a Gloo group over loopback and run each
+// collective; each worker checks its own results and the parent checks that both succeeded.
+func TestTwoProcessGloo(t *testing.T) {
+	if os.Getenv("MSM_DIST_WORKER") != "" {
+		t.Skip("this process is one of the Gloo workers that TestTwoProcessGloo starts")
+	}
+	startWorkers(t, "TestDistWorker", 2)
+}
+
+func TestDistWorker(t *testing.T) {
+	pg, env := workerGroup(t, 60*time.Second)
 	defer pg.Close()
 	r := float32(env.Rank)
 	check := func(what string, x *torch.Tensor, want []float32) {
@@ -164,6 +179,64 @@ func TestDistWorker(t *testing.T) {
 	check("gather 1", g[1], []float32{100})
 	if err := pg.Barrier(); err != nil {
 		t.Fatal(err)
+	}
+	fmt.Println("WORKER OK")
+}
+
+// TestBarrierOrdering: what one process writes before a barrier is complete for the other after it, in both
+// directions and over consecutive barriers (each a new generation of store keys), although the writer is slow;
+// and a barrier that a rank never reaches fails after its timeout with an error naming that rank.
+func TestBarrierOrdering(t *testing.T) {
+	if os.Getenv("MSM_DIST_WORKER") != "" {
+		t.Skip("this process is one of the workers that TestBarrierOrdering starts")
+	}
+	startWorkers(t, "TestBarrierWorker", 2, "MSM_BARRIER_DIR="+t.TempDir())
+}
+
+func TestBarrierWorker(t *testing.T) {
+	pg, env := workerGroup(t, 60*time.Second)
+	defer pg.Close()
+	dir := os.Getenv("MSM_BARRIER_DIR")
+	const chunks = 4
+	chunk := strings.Repeat("x", 1000) + "\n"
+	for round := 0; round < 4; round++ {
+		path := filepath.Join(dir, fmt.Sprintf("round%d", round))
+		writer := round % 2
+		if env.Rank == writer {
+			// slow and not atomic: a reader that does not wait for the whole write sees a part of it
+			time.Sleep(300 * time.Millisecond)
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < chunks; i++ {
+				f.WriteString(chunk)
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := pg.Barrier(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil || len(b) != chunks*len(chunk) {
+			t.Fatalf("round %d, rank %d after the barrier: %d of %d bytes written by rank %d (%v)", round, env.Rank,
+				len(b), chunks*len(chunk), writer, err)
+		}
+	}
+	if env.Rank == 0 {
+		// rank 1 has left: this barrier cannot complete
+		start := time.Now()
+		err := pg.BarrierTimeout(1500 * time.Millisecond)
+		if err == nil || !strings.Contains(err.Error(), "rank 1 did not arrive") || !strings.Contains(err.Error(), "1.5s") {
+			t.Fatalf("barrier without rank 1: %v", err)
+		}
+		if d := time.Since(start); d < 1500*time.Millisecond || d > 30*time.Second {
+			t.Fatalf("barrier without rank 1 failed after %v, want 1.5s", d)
+		}
+		t.Logf("as expected: %v", err)
 	}
 	fmt.Println("WORKER OK")
 }
