@@ -86,3 +86,51 @@ func longDocument(size int) string {
 	}
 	return b.String()
 }
+
+// combiningMarks are the marks of the long-run corpus: classes from 1 to 240,
+// the singletons NFC replaces (U+0340, U+0341, U+0343), the marks that
+// decompose to two (U+0344, U+0F73, U+0F75, U+0F81) and U+034F, which is a
+// starter.
+var combiningMarks = []rune("\u0300\u0301\u0301\u0301\u0340\u0341\u0341\u0343\u0344\u0345\u0313\u0314\u0316\u031b" +
+	"\u0323\u0327\u0334\u035c\u035d\u05b0\u05b4\u05bc\u05c1\u064b\u0651\u093c\u094d\u0e38\u0e48" +
+	"\u0f71\u0f72\u0f73\u0f74\u0f75\u0f80\u0f81\u1dce\u20d0\u302a\u3099\u309a")
+
+// markBases are starters that compose with some of combiningMarks.
+var markBases = []rune("aeouAEOnsyαωΑεηιυρ\u0915\u0f40\u304b\u1100\uac00\u0f73 .")
+
+// longRunCorpus returns texts with runs of 20 to 150 combining marks (longer
+// than the 30 of Unicode's stream-safe format), alone, after bases, between
+// words and at the start, with fixed cases first.
+func longRunCorpus(seed uint64, n int) []namedText {
+	rep := strings.Repeat
+	out := []namedText{
+		{"run-0341-among-0301", "e" + rep("\u0301", 40) + "\u0341" + rep("\u0301", 3)},
+		{"run-0341-only", "x" + rep("\u0341", 35)},
+		{"run-leading", rep("\u0301\u0316", 20) + " start"},
+		{"run-unsorted", "a" + rep("\u0316\u0301", 20) + "\u0341 b"},
+		{"run-greek", "ω" + rep("\u0343\u0341\u0345", 12) + " Α" + rep("\u0314\u0340", 16)},
+		{"run-tibetan", "\u0f40" + rep("\u0f73", 20) + rep("\u0f75", 5) + "\u0f81\u0f77\u0f79"},
+		{"run-kana", "\u304b" + rep("\u3099", 31) + "\u304b\u3099"},
+		{"run-hangul", "\u1100\u1161" + rep("\u0301", 33) + "\u11a8 \uac00\u11a8"},
+		{"run-cgj", "e" + rep("\u0301", 29) + "\u034f" + rep("\u0301", 29) + "\u0341"},
+		{"run-30", "o" + rep("\u031b", 1) + rep("\u0301", 29) + " o" + rep("\u0301", 30) + "\u031b o" + rep("\u0301", 31) + "\u031b"},
+		{"zalgo", "Z" + rep("\u0334\u035c\u0341\u0323", 15) + "algo " + rep("t\u0344\u0345", 3) + rep("\u0340", 40) + "ext"},
+	}
+	r := rand.New(rand.NewPCG(seed, 2))
+	for i := 0; i < n; i++ {
+		var b strings.Builder
+		for k := 1 + r.IntN(3); k > 0; k-- {
+			if r.IntN(4) > 0 {
+				b.WriteRune(markBases[r.IntN(len(markBases))])
+			}
+			for m := 20 + r.IntN(131); m > 0; m-- {
+				b.WriteRune(combiningMarks[r.IntN(len(combiningMarks))])
+			}
+			if r.IntN(2) == 0 {
+				b.WriteString(" word ")
+			}
+		}
+		out = append(out, namedText{"long-run", b.String()})
+	}
+	return out
+}

@@ -10,6 +10,11 @@
 // Files that ask for anything else are rejected with an error that names the
 // file and the field.
 //
+// Unicode normalization uses golang.org/x/text's tables but, like the Rust
+// library, reorders and composes runs of combining marks of any length: x/text
+// alone cuts runs after 30 marks (UAX #15's stream-safe format, inserting
+// U+034F), so longer runs take a slower path of this package (runs.go).
+//
 // Encode never adds BOS/EOS tokens: post-processors are ignored, callers add
 // document boundaries themselves. The split pattern shared by Qwen2.5/Qwen3 and
 // Llama 3 runs on a hand-written scanner that is fuzzed against the general

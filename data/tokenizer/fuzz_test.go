@@ -18,6 +18,9 @@ func addSeeds(f *testing.F) {
 	for _, c := range randomCorpus(9, 50, 16) {
 		f.Add(c.text)
 	}
+	for _, c := range longRunCorpus(10, 10) {
+		f.Add(c.text)
+	}
 }
 
 // FuzzScanner checks the hand-written scanner against regexp2 running the
@@ -55,7 +58,8 @@ func FuzzScanner(f *testing.F) {
 
 // FuzzRoundTrip checks Decode(Encode(s)) == NFC(s) on the real Qwen3
 // tokenizer (NFC normalizer) when it is installed, and == s on a generated
-// one (no normalizer).
+// one (no normalizer). NFC is the package's own (TestNormalizeParity checks
+// it against the Rust library): x/text's differs on runs of over 30 marks.
 func FuzzRoundTrip(f *testing.F) {
 	addSeeds(f)
 	gen := demo(f)
@@ -74,7 +78,7 @@ func FuzzRoundTrip(f *testing.F) {
 			t.Fatalf("generated: Decode(Encode(%q)) = %q", s, got)
 		}
 		if qwen != nil {
-			if got, want := qwen.Decode(qwen.Encode(s)), norm.NFC.String(s); got != want {
+			if got, want := qwen.Decode(qwen.Encode(s)), (unicodeNorm{norm.NFC}).normalize(s); got != want {
 				t.Fatalf("qwen3: Decode(Encode(%q)) = %q, want %q", s, got, want)
 			}
 		}

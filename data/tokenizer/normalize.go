@@ -17,6 +17,9 @@ type normalizer interface {
 type unicodeNorm struct{ form norm.Form }
 
 func (u unicodeNorm) normalize(s string) string {
+	if longRun(s) {
+		return normalizeRuns(u.form, s)
+	}
 	if u.form.IsNormalString(s) {
 		return s
 	}
@@ -86,7 +89,7 @@ type offMap struct {
 
 func newOffMap(n normalizer, raw, nrm string, base int) *offMap {
 	m := &offMap{base: base, nlen: len(nrm), rlen: len(raw)}
-	if u, ok := n.(unicodeNorm); ok {
+	if u, ok := n.(unicodeNorm); ok && !longRun(raw) {
 		var it norm.Iter
 		it.InitString(u.form, raw)
 		o := 0

@@ -21,6 +21,7 @@ func TestParity(t *testing.T) {
 			}
 			corpus := append([]namedText(nil), parityCorpus...)
 			corpus = append(corpus, namedText{"long-document", longDocument(100 << 10)})
+			corpus = append(corpus, longRunCorpus(4, 200)...)
 			n := 2000
 			if testing.Short() {
 				n = 200

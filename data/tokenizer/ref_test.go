@@ -24,9 +24,18 @@ func realTokenizer(tb testing.TB, family string) string {
 }
 
 type refRequest struct {
-	Encode []string  `json:"encode,omitempty"`
-	Decode [][]int   `json:"decode,omitempty"`
-	Bench  *refBench `json:"bench,omitempty"`
+	Encode        []string      `json:"encode,omitempty"`
+	EncodeSpecial []string      `json:"encode_special,omitempty"`
+	Decode        [][]int       `json:"decode,omitempty"`
+	Normalize     *refNormalize `json:"normalize,omitempty"`
+	Bench         *refBench     `json:"bench,omitempty"`
+}
+
+// refNormalize asks for the Rust library's normalizer Form ("NFC", "NFD",
+// "NFKC" or "NFKD") applied to Texts.
+type refNormalize struct {
+	Form  string   `json:"form"`
+	Texts []string `json:"texts"`
 }
 
 type refBench struct {
@@ -36,9 +45,11 @@ type refBench struct {
 }
 
 type refResponse struct {
-	Encode [][]int   `json:"encode"`
-	Decode []string  `json:"decode"`
-	Bench  *refBench `json:"bench"`
+	Encode        [][]int   `json:"encode"`
+	EncodeSpecial [][]int   `json:"encode_special"`
+	Decode        []string  `json:"decode"`
+	Normalize     []string  `json:"normalize"`
+	Bench         *refBench `json:"bench"`
 }
 
 // runRef runs testdata/ref.js: the Rust tokenizers library through its Node binding.

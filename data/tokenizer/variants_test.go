@@ -106,6 +106,9 @@ func TestVariantsParity(t *testing.T) {
 	for _, c := range randomCorpus(5, 300, 24) {
 		texts = append(texts, c.text)
 	}
+	for _, c := range longRunCorpus(6, 60) {
+		texts = append(texts, c.text)
+	}
 	texts = append(texts, "the theme; the the, then <|im_end|>x <|im_start|> \n <|im_end|>\t\tsinging the é e\u0301 ÉCOLE")
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {

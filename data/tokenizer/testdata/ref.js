@@ -3,22 +3,36 @@
 //
 //   node ref.js TOKENIZER_JSON < request.json > response.json
 //
-// request:  {"encode": [text...], "decode": [[id...]...], "bench": {"text": s, "seconds": 1}}
-// response: {"encode": [[id...]...], "decode": [text...], "bench": {"tokens": n, "seconds": s}}
+// request:  {"encode": [text...], "encode_special": [text...], "decode": [[id...]...],
+//            "normalize": {"form": "NFC", "texts": [text...]}, "bench": {"text": s, "seconds": 1}}
+// response: {"encode": [[id...]...], "encode_special": [[id...]...], "decode": [text...],
+//            "normalize": [text...], "bench": {"tokens": n, "seconds": s}}
 //
-// Encoding never adds special tokens; decoding keeps them. The package is found
-// through NODE_PATH (scripts/testdeps-npm.sh installs it).
+// "encode" adds no special tokens; "encode_special" adds them as the file's
+// post_processor says (add_special_tokens=True); decoding keeps them.
+// "normalize" runs the library's NFC/NFD/NFKC/NFKD normalizer alone (the
+// tokenizer file is still loaded but unused). The package is found through
+// NODE_PATH (scripts/testdeps-npm.sh installs it).
 'use strict';
 const fs = require('fs');
-const { Tokenizer } = require('tokenizers');
+const { Tokenizer, nfcNormalizer, nfdNormalizer, nfkcNormalizer, nfkdNormalizer } = require('tokenizers');
 
 async function main() {
   const tok = Tokenizer.fromFile(process.argv[2]);
   const req = JSON.parse(fs.readFileSync(0, 'utf8'));
-  const res = { encode: [], decode: [] };
+  const res = { encode: [], encode_special: [], decode: [], normalize: [] };
   for (const text of req.encode || []) {
     const enc = await tok.encode(text, null, { addSpecialTokens: false });
     res.encode.push(Array.from(enc.getIds()));
+  }
+  for (const text of req.encode_special || []) {
+    const enc = await tok.encode(text, null, { addSpecialTokens: true });
+    res.encode_special.push(Array.from(enc.getIds()));
+  }
+  if (req.normalize) {
+    const forms = { NFC: nfcNormalizer, NFD: nfdNormalizer, NFKC: nfkcNormalizer, NFKD: nfkdNormalizer };
+    const n = forms[req.normalize.form]();
+    for (const text of req.normalize.texts) res.normalize.push(n.normalizeString(text));
   }
   for (const ids of req.decode || []) {
     res.decode.push(await tok.decode(ids, false));
