@@ -166,9 +166,9 @@ func readCkptState(path string) (ckptState, error) {
 	return st, nil
 }
 
-// writeFileSync writes a file and fsyncs it.
+// writeFileSync writes a file and fsyncs it; a symbolic link at path is refused (see OpenRunFile).
 func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
+	f, err := OpenRunFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
@@ -184,7 +184,11 @@ func writeFileSync(path string, b []byte) error {
 }
 
 // writeFileAtomic replaces path with b: a temporary file in the same directory, fsync, rename, fsync of the dir.
+// A path that is a symbolic link is refused rather than replaced.
 func writeFileAtomic(path string, b []byte) error {
+	if err := notSymlink(path); err != nil {
+		return err
+	}
 	tmp := path + ".tmp"
 	if err := writeFileSync(tmp, b); err != nil {
 		os.Remove(tmp)

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,7 +150,7 @@ func Default() Config {
 }
 
 // Load reads a config file strictly (unknown keys are errors), applies --set overrides ("section.key=value",
-// TOML values; strings may be bare) and validates the result.
+// TOML values; strings may be bare; a stage's keys as "stages.NAME.key=value") and validates the result.
 func Load(path string, sets []string) (*Config, error) {
 	text, err := os.ReadFile(path)
 	if err != nil {
@@ -157,26 +159,53 @@ func Load(path string, sets []string) (*Config, error) {
 	return Parse(text, path, sets)
 }
 
-// Parse is Load on the text of a config; name is used in messages and relative paths resolve against its dir.
+// Parse is Load on the text of a config; name is used in messages.
+//
+// The file is decoded alone first, so that its errors name its lines. Each --set is then applied in turn to the
+// file's table of keys and the result decoded again, so that an error (a wrong type, an unknown key) names the
+// --set that caused it rather than a line of a document the user never wrote.
 func Parse(text []byte, name string, sets []string) (*Config, error) {
-	for _, s := range sets {
-		line, err := setLine(s)
-		if err != nil {
-			return nil, err
-		}
-		text = applySet(text, line)
-	}
-	c := Default()
-	c.file = name
-	md, err := toml.Decode(string(text), &c)
+	c, err := decode(string(text))
 	if err != nil {
 		return nil, fmt.Errorf("config: %s: %w", name, err)
+	}
+	if len(sets) > 0 {
+		var doc map[string]any
+		if _, err := toml.Decode(string(text), &doc); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", name, err)
+		}
+		for _, s := range sets {
+			if err := applySet(doc, s); err != nil {
+				return nil, fmt.Errorf("config: %s: --set %s: %w", name, s, err)
+			}
+			var b bytes.Buffer
+			if err := toml.NewEncoder(&b).Encode(doc); err != nil {
+				return nil, fmt.Errorf("config: %s: --set %s: %w", name, s, err)
+			}
+			if c, err = decode(b.String()); err != nil {
+				return nil, fmt.Errorf("config: %s: --set %s: %s", name, s, withoutLine(err))
+			}
+		}
+	}
+	c.file = name
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// decode decodes a config document strictly over the defaults: unknown keys are errors.
+func decode(text string) (*Config, error) {
+	c := Default()
+	md, err := toml.Decode(text, &c)
+	if err != nil {
+		return nil, err
 	}
 	for i := range c.Stages {
 		st := &c.Stages[i]
 		st.Train = c.Train
 		if err := md.PrimitiveDecode(st.TrainOverrides, &st.Train); err != nil {
-			return nil, fmt.Errorf("config: %s: stage %q: train: %w", name, st.Name, err)
+			return nil, fmt.Errorf("stage %q: train: %w", st.Name, err)
 		}
 	}
 	if und := md.Undecoded(); len(und) > 0 {
@@ -184,72 +213,119 @@ func Parse(text []byte, name string, sets []string) (*Config, error) {
 		for i, k := range und {
 			keys[i] = k.String()
 		}
-		return nil, fmt.Errorf("config: %s: unknown key %s", name, strings.Join(keys, ", "))
-	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config: %s: %w", name, err)
+		return nil, fmt.Errorf("unknown key %s", strings.Join(keys, ", "))
 	}
 	return &c, nil
 }
 
-// setLine turns "a.b.c=v" into a TOML assignment. Values that are not valid TOML are taken as strings.
-func setLine(s string) (string, error) {
+// tomlPosition is the "toml: line N (last key "k"): " prefix of BurntSushi/toml's decoding errors.
+var tomlPosition = regexp.MustCompile(`toml: (line \d+ )?\(last key "([^"]*)"\): `)
+
+// withoutLine drops the line number from a decoding error of a document made from --set values: that line is in
+// no file the user wrote. The key stays.
+func withoutLine(err error) string {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		if pe.LastKey != "" {
+			return fmt.Sprintf("%s: %s", pe.LastKey, pe.Message)
+		}
+		return pe.Message
+	}
+	return tomlPosition.ReplaceAllString(err.Error(), "$2: ")
+}
+
+// setKey is a bare TOML key segment; --set keys are dotted bare keys.
+var setKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// applySet applies one --set "a.b.c=value" to the decoded document. The value is TOML, or a string when it does
+// not parse as TOML. Keys of a stage are addressed by its name, "stages.NAME.key"; a key under stages without a
+// stage name, or a name no stage has, is an error: an override is applied as written or refused, never guessed.
+func applySet(doc map[string]any, s string) error {
 	k, v, ok := strings.Cut(s, "=")
 	k = strings.TrimSpace(k)
-	if !ok || k == "" || strings.ContainsAny(k, " \t[]\"'") {
-		return "", fmt.Errorf("config: --set %q: want section.key=value", s)
+	if !ok || k == "" {
+		return errors.New("want section.key=value")
+	}
+	path := strings.Split(k, ".")
+	for _, p := range path {
+		if !setKey.MatchString(p) {
+			return fmt.Errorf("key %q: want dotted plain keys (letters, digits, _ and -), e.g. train.lr or stages.msm.train.steps", k)
+		}
 	}
 	v = strings.TrimSpace(v)
 	var probe map[string]any
 	if _, err := toml.Decode("x = "+v, &probe); err != nil {
-		v = strconv.Quote(v)
+		probe = map[string]any{"x": v} // a bare word: a string
 	}
-	return k + " = " + v, nil
-}
-
-// applySet puts an override first in the document, as a dotted key: TOML lets a dotted key define a table that
-// later [section] headers extend, but not one defined twice, so a key already present is removed first.
-func applySet(text []byte, line string) []byte {
-	key := strings.TrimSpace(line[:strings.Index(line, "=")])
-	section, leaf := "", key
-	if i := strings.LastIndex(key, "."); i >= 0 {
-		section, leaf = key[:i], key[i+1:]
+	val := probe["x"]
+	if path[0] != "stages" {
+		return setIn(doc, path, val, "")
 	}
-	var out bytes.Buffer
-	cur := ""
-	for _, l := range strings.SplitAfter(string(text), "\n") {
-		t := strings.TrimSpace(l)
-		if strings.HasPrefix(t, "[") && !strings.HasPrefix(t, "[[") {
-			cur = strings.Trim(t, "[] ")
-		} else if strings.HasPrefix(t, "[[") {
-			cur = "[[" + strings.Trim(t, "[] ") + "]]"
-		}
-		if cur == section {
-			if k, _, ok := strings.Cut(t, "="); ok && strings.TrimSpace(k) == leaf {
-				continue // replaced by the override
+	var stages []map[string]any
+	switch x := doc["stages"].(type) {
+	case []map[string]any: // [[stages]]
+		stages = x
+	case []any: // stages = [{...}, ...]
+		for _, e := range x {
+			if m, ok := e.(map[string]any); ok {
+				stages = append(stages, m)
 			}
 		}
-		out.WriteString(l)
 	}
-	if section == "" {
-		return append([]byte(line+"\n"), out.Bytes()...)
+	var names []string
+	for _, st := range stages {
+		n, _ := st["name"].(string)
+		names = append(names, strconv.Quote(n))
 	}
-	// Insert the key into its section (or a new section at the end, before any array of tables would be wrong).
-	lines := strings.SplitAfter(out.String(), "\n")
-	for i, l := range lines {
-		if strings.TrimSpace(l) == "["+section+"]" {
-			lines = append(lines[:i+1], append([]string{leaf + " = " + strings.TrimSpace(line[strings.Index(line, "=")+1:]) + "\n"}, lines[i+1:]...)...)
-			return []byte(strings.Join(lines, ""))
+	have := "the config has no [[stages]]"
+	if len(names) > 0 {
+		have = "stages: " + strings.Join(names, ", ")
+	}
+	if len(path) < 3 {
+		return fmt.Errorf("name a stage and its key: stages.NAME.key=value (%s)", have)
+	}
+	var found map[string]any
+	for _, st := range stages {
+		if n, _ := st["name"].(string); n == path[1] {
+			if found != nil {
+				return fmt.Errorf("two stages are named %q", path[1])
+			}
+			found = st
 		}
 	}
-	// no such section yet: a top-level dotted key, placed before the first table header
-	for i, l := range lines {
-		if strings.HasPrefix(strings.TrimSpace(l), "[") {
-			lines = append(lines[:i], append([]string{line + "\n"}, lines[i:]...)...)
-			return []byte(strings.Join(lines, ""))
-		}
+	if found == nil {
+		return fmt.Errorf("no stage is named %q (%s); a stage's keys are set as stages.NAME.key=value", path[1], have)
 	}
-	return append(out.Bytes(), []byte("\n"+line+"\n")...)
+	return setIn(found, path[2:], val, "stages."+path[1])
+}
+
+// setIn sets the value at path in table t, creating the tables on the way; prefix names t in messages.
+func setIn(t map[string]any, path []string, val any, prefix string) error {
+	for i, p := range path[:len(path)-1] {
+		next, ok := t[p]
+		if !ok {
+			m := map[string]any{}
+			t[p] = m
+			t = m
+			continue
+		}
+		m, ok := next.(map[string]any)
+		if !ok {
+			at := strings.Join(path[:i+1], ".")
+			if prefix != "" {
+				at = prefix + "." + at
+			}
+			what := "a value"
+			switch next.(type) {
+			case []any, []map[string]any:
+				what = "an array"
+			}
+			return fmt.Errorf("%s is %s, not a table: set it whole", at, what)
+		}
+		t = m
+	}
+	t[path[len(path)-1]] = val
+	return nil
 }
 
 // Validate checks every value and names the offending key.
@@ -301,8 +377,8 @@ func (c *Config) Validate() error {
 	for i := range c.Stages {
 		st := &c.Stages[i]
 		where := fmt.Sprintf("stages[%d] (%s)", i, st.Name)
-		if st.Name == "" || strings.ContainsAny(st.Name, "/\\ ") {
-			return fmt.Errorf("%s.name: a plain name is required", where)
+		if err := checkStageName(st.Name); err != nil {
+			return fmt.Errorf("%s.name: %w", where, err)
 		}
 		if seen[st.Name] {
 			return fmt.Errorf("%s.name: duplicate stage name", where)

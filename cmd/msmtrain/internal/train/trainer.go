@@ -89,6 +89,16 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return err
 	}
+	if rank0 { // the one writer of the run directory (see LockRun)
+		lock, err := LockRun(cfg.OutDir, env.Err)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+		if err := cfg.checkRunLinks(); err != nil {
+			return err
+		}
+	}
 	cfgPath := filepath.Join(cfg.OutDir, "config.toml")
 	if old, err := os.ReadFile(cfgPath); err == nil {
 		diffs, err := Incompatible(old, resolved)

@@ -1,0 +1,94 @@
+package train
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestStageOverrides: --set addresses a stage by name; anything else under stages is refused, naming the --set.
+func TestStageOverrides(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	text := testConfig(dir, filepath.Join(dir, "run"), "")
+	c, err := Parse([]byte(text), "x.toml", []string{"stages.msm.train.steps=3", "stages.aft.train.lr=0.3",
+		"stages.msm.data.val_fraction=0.2", "train.micro_batch=4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msm, aft := c.Stages[0], c.Stages[1]
+	if msm.Train.Steps != 3 || aft.Train.Steps != 0 {
+		t.Errorf("steps: msm %d (want 3), aft %d (want 0)", msm.Train.Steps, aft.Train.Steps)
+	}
+	if msm.Train.LR != 0.05 || aft.Train.LR != 0.3 {
+		t.Errorf("lr: msm %g (want 0.05), aft %g (want 0.3)", msm.Train.LR, aft.Train.LR)
+	}
+	if aft.Train.SeqLen != 160 || msm.Train.MicroBatch != 4 || aft.Train.MicroBatch != 4 {
+		t.Errorf("aft keeps its seq_len (%d) and both get [train]'s micro_batch (%d, %d)", aft.Train.SeqLen,
+			msm.Train.MicroBatch, aft.Train.MicroBatch)
+	}
+	if msm.Data.ValFraction != 0.2 || aft.Data.ValFraction != 0.1 {
+		t.Errorf("val_fraction: msm %g, aft %g", msm.Data.ValFraction, aft.Data.ValFraction)
+	}
+	for _, c := range []struct{ set, want string }{
+		{"stages.train.steps=3", `--set stages.train.steps=3: no stage is named "train" (stages: "msm", "aft")`},
+		{"stages.0.train.steps=3", `--set stages.0.train.steps=3: no stage is named "0"`},
+		{"stages.msm=3", "--set stages.msm=3: name a stage and its key"},
+		{"stages=[]", "--set stages=[]: name a stage and its key"},
+		{"stages.msm.train.lrr=1", "--set stages.msm.train.lrr=1: unknown key stages.train.lrr"},
+		{"stages.msm.train.seq_len=long", "--set stages.msm.train.seq_len=long: "},
+		{"train.seq_len=long", "--set train.seq_len=long: train.seq_len: incompatible types"},
+		{"stages.msm.data.sources.path=x", "--set stages.msm.data.sources.path=x: stages.msm.data.sources is an array"},
+		{"seed.x=1", "--set seed.x=1: seed is a value, not a table"},
+		{"train.lr", "--set train.lr: want section.key=value"},
+		{"'train'.lr=1", "want dotted plain keys"},
+		{"train..lr=1", "want dotted plain keys"},
+	} {
+		t.Run(c.set, func(t *testing.T) {
+			_, err := Parse([]byte(text), "x.toml", []string{c.set})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), "line ") {
+				t.Errorf("the error names a line of no file: %v", err)
+			}
+		})
+	}
+	// A stage override can fix what the file alone gets wrong for one stage only.
+	bad := strings.Replace(text, "lr = 0.02", "lr = -1", 1)
+	if _, err := Parse([]byte(bad), "x.toml", nil); err == nil || !strings.Contains(err.Error(), "stages[1] (aft).train.lr = -1") {
+		t.Fatalf("negative aft lr: %v", err)
+	}
+	if c, err := Parse([]byte(bad), "x.toml", []string{"stages.aft.train.lr=0.5"}); err != nil || c.Stages[1].Train.LR != 0.5 {
+		t.Fatalf("stage override of a bad value: %v", err)
+	}
+	// Errors of the file itself still name its line.
+	if _, err := Parse([]byte(strings.Replace(text, "seq_len = 32", `seq_len = "x"`, 1)), "x.toml", []string{"seed=3"}); err == nil ||
+		!strings.Contains(err.Error(), "x.toml: toml: line ") {
+		t.Fatalf("file error: %v", err)
+	}
+}
+
+// TestStageNames: a stage name becomes a directory of the run, so it must stay inside it and not collide with the
+// run's own entries.
+func TestStageNames(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	text := testConfig(dir, filepath.Join(dir, "run"), "")
+	for _, name := range []string{"..", ".", "data", "checkpoints", "eval", "report", "Data", "a/b", "../x", "a.b", "-x", "_x", "a b", ""} {
+		t.Run(name, func(t *testing.T) {
+			bad := strings.Replace(text, `name = "msm"`, "name = "+quote(name), 1)
+			_, err := Parse([]byte(bad), "x.toml", nil)
+			if err == nil || !strings.Contains(err.Error(), "x.toml: stages[0] ("+name+").name: ") {
+				t.Fatalf("stage name %q: error %v", name, err)
+			}
+		})
+	}
+	for _, name := range []string{"msm2", "MSM-v2", "stage_1", "0"} {
+		if _, err := Parse([]byte(strings.Replace(text, `name = "msm"`, "name = "+quote(name), 1)), "x.toml", nil); err != nil {
+			t.Errorf("stage name %q: %v", name, err)
+		}
+	}
+}
+
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
