@@ -203,10 +203,15 @@ char *msm_pg_allgather(msm_pg h, msm_tensor in, msm_tensor *outs, int world) {
 // msm_pg_barrier returns once every rank has entered it, and blocks the calling thread until then on every
 // backend. It goes through the group's TCPStore rather than a collective: an NCCL collective's wait() only makes
 // the current CUDA stream wait and returns at once, so a barrier built from one let ranks >= 1 read files that rank
-// 0 was still writing. Each barrier is a generation g: a rank sets "msm/barrier/g/<rank>" (to name the missing ranks
-// on a timeout) and adds 1 to "msm/barrier/g/n"; the rank that brings n to world sets "msm/barrier/g/done", which
-// every rank polls for (a TCPStore wait that times out cannot be cancelled in 1.13 and leaves the connection out of
-// step). The last to arrive at g also deletes the keys of g-1: every rank has left g-1 by then.
+// 0 was still writing, or exit while it was still saving.
+//
+// Each barrier is a generation g (every rank calls them in the same order). A rank sets "msm/barrier/g/<rank>" (to
+// name the missing ranks on a timeout) and adds 1 to "msm/barrier/g/n"; the rank that brings n to world sets
+// "msm/barrier/g/done", which every rank polls for (a TCPStore wait that times out cannot be cancelled in 1.13 and
+// leaves the connection out of step). Rank 0 serves the store, so it leaves last: the others add 1 to
+// "msm/barrier/g/left" once they have seen done, and rank 0 returns when all have (else a rank still polling
+// would find the store gone when rank 0 exits right after a barrier, as on a stop). The last to arrive at g deletes
+// the keys of g-1: every rank has left g-1 by then.
 char *msm_pg_barrier(msm_pg h, int timeout_ms) {
   MSM_TRY
 #ifdef MSM_NO_DIST
@@ -217,33 +222,47 @@ char *msm_pg_barrier(msm_pg h, int timeout_ms) {
   auto timeout = timeout_ms > 0 ? std::chrono::milliseconds(timeout_ms) : p.timeout;
   const int64_t gen = p.barriers++;
   auto key = [](int64_t g, const std::string &k) { return "msm/barrier/" + std::to_string(g) + "/" + k; };
-  const std::string done = key(gen, "done");
+  const std::string done = key(gen, "done"), left = key(gen, "left");
+  const auto start = std::chrono::steady_clock::now();
+  // poll waits until ready() or the timeout; then the error ends with what().
+  auto poll = [&](auto ready, auto what) {
+    auto pause = std::chrono::milliseconds(1);
+    while (!ready()) {
+      if (std::chrono::steady_clock::now() - start >= timeout) {
+        std::ostringstream msg;
+        msg << "dist: barrier " << gen << " timed out after " << timeout.count() / 1000.0 << "s on rank " << p.rank
+            << " of " << p.world << ": " << what();
+        throw std::runtime_error(msg.str());
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
+    }
+  };
   p.store->set(key(gen, std::to_string(p.rank)), std::vector<uint8_t>{1});
   if (p.store->add(key(gen, "n"), 1) == p.world) {
     p.store->set(done, std::vector<uint8_t>{1});
     if (gen > 0) {
       for (int r = 0; r < p.world; r++) p.store->deleteKey(key(gen - 1, std::to_string(r)));
-      p.store->deleteKey(key(gen - 1, "n"));
-      p.store->deleteKey(key(gen - 1, "done"));
+      for (const char *k : {"n", "done", "left"}) p.store->deleteKey(key(gen - 1, k));
     }
   }
-  const auto start = std::chrono::steady_clock::now();
-  auto pause = std::chrono::milliseconds(1);
-  while (!p.store->check({done})) {
-    if (std::chrono::steady_clock::now() - start >= timeout) {
-      std::ostringstream missing;
-      int n = 0;
-      for (int r = 0; r < p.world; r++) {
-        if (!p.store->check({key(gen, std::to_string(r))})) missing << (n++ ? ", " : "") << r;
-      }
-      std::ostringstream msg;
-      msg << "dist: barrier " << gen << " timed out after " << timeout.count() / 1000.0 << "s on rank " << p.rank
-          << " of " << p.world << ": rank" << (n == 1 ? " " : "s ") << missing.str()
-          << " did not arrive";
-      throw std::runtime_error(msg.str());
-    }
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+  poll([&] { return p.store->check({done}); },
+       [&] {
+         std::ostringstream ranks;
+         int n = 0;
+         for (int r = 0; r < p.world; r++) {
+           if (!p.store->check({key(gen, std::to_string(r))})) ranks << (n++ ? ", " : "") << r;
+         }
+         return std::string(n == 1 ? "rank " : "ranks ") + ranks.str() + " did not arrive";
+       });
+  if (p.rank != 0) {
+    p.store->add(left, 1);
+  } else if (p.world > 1) {
+    poll([&] { return p.store->add(left, 0) == p.world - 1; },
+         [&] {
+           return "only " + std::to_string(p.store->add(left, 0)) + " of the other " + std::to_string(p.world - 1) +
+                  " ranks saw it complete";
+         });
   }
 #endif
   MSM_CATCH

@@ -240,3 +240,31 @@ func TestBarrierWorker(t *testing.T) {
 	}
 	fmt.Println("WORKER OK")
 }
+
+// TestBarrierRankZeroLeavesLast: rank 0 serves the store, so when it exits right after a barrier (as every rank
+// does after the checkpoint barrier of a stop) the other ranks must already be out of it. Rank 1 arrives first
+// and polls slowly by then; rank 0 arrives just before the last rank, sees the barrier complete first and exits
+// at once: rank 1 must still return without an error.
+func TestBarrierRankZeroLeavesLast(t *testing.T) {
+	if os.Getenv("MSM_DIST_WORKER") != "" {
+		t.Skip("this process is one of the workers that TestBarrierRankZeroLeavesLast starts")
+	}
+	startWorkers(t, "TestBarrierExitWorker", 3)
+}
+
+func TestBarrierExitWorker(t *testing.T) {
+	pg, env := workerGroup(t, 60*time.Second)
+	if err := pg.Barrier(); err != nil { // all joined: the delays below start together
+		t.Fatal(err)
+	}
+	time.Sleep([]time.Duration{400, 0, 420}[env.Rank] * time.Millisecond)
+	if err := pg.Barrier(); err != nil {
+		t.Fatalf("rank %d: %v", env.Rank, err)
+	}
+	fmt.Println("WORKER OK")
+	if env.Rank == 0 {
+		os.Exit(0) // the store goes with this process
+	}
+	time.Sleep(200 * time.Millisecond)
+	pg.Close()
+}
