@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/prep"
+	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch/optim"
 )
 
@@ -344,6 +346,9 @@ func (c *Config) Validate() error {
 	if c.Model.Path == "" && c.Model.Tokenizer == "" {
 		return fmt.Errorf("model.tokenizer: required with model.init")
 	}
+	if err := c.checkVocab(); err != nil {
+		return err
+	}
 	switch c.Model.DType {
 	case "float32", "fp32", "bfloat16", "bf16":
 	default:
@@ -430,6 +435,48 @@ func (c *Config) Validate() error {
 		if err := st.Train.validate(where + ".train"); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkVocab refuses a model with fewer token embeddings than the tokenizer has ids (model.init.vocab_size, or
+// vocab_size in model.path's config.json): any id beyond them fails only at the first step, in libtorch's "index
+// out of range". The tokenizer is read only when a vocab_size is given.
+func (c *Config) checkVocab() error {
+	key, n, hint := "", 0, ""
+	if c.Model.Path != "" {
+		path := filepath.Join(c.Model.Path, "config.json")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("model.path: %w", err)
+		}
+		var mc struct {
+			VocabSize int `json:"vocab_size"`
+		}
+		if err := json.Unmarshal(b, &mc); err != nil {
+			return fmt.Errorf("model.path: %s: %w", path, err)
+		}
+		key, n, hint = "model.path: vocab_size in "+path, mc.VocabSize, ": the checkpoint and the tokenizer do not belong together"
+	} else if v, ok := c.Model.Init["vocab_size"]; ok {
+		iv, ok := v.(int64)
+		if !ok {
+			return fmt.Errorf("model.init.vocab_size = %v: want an integer", v)
+		}
+		key, n = "model.init.vocab_size", int(iv)
+	}
+	if n <= 0 {
+		return nil // absent: the tokenizer's size (model.init), or left to the checkpoint's loader
+	}
+	tok, err := tokenizer.Load(c.TokenizerPath())
+	if err != nil {
+		return fmt.Errorf("model.tokenizer: %w", err)
+	}
+	if n < tok.VocabSize() {
+		if hint == "" {
+			hint = fmt.Sprintf(": leave it out (it defaults to the tokenizer's size) or make it at least %d", tok.VocabSize())
+		}
+		return fmt.Errorf("%s = %d is smaller than the %d ids of the tokenizer %s (model.tokenizer)%s", key, n, tok.VocabSize(),
+			c.TokenizerPath(), hint)
 	}
 	return nil
 }

@@ -1,9 +1,13 @@
 package train
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/msmtrain/msmtrain/data/tokenizer"
 )
 
 // TestStageOverrides: --set addresses a stage by name; anything else under stages is refused, naming the --set.
@@ -92,3 +96,45 @@ func TestStageNames(t *testing.T) {
 }
 
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+
+// TestVocabCheck: a model with fewer token embeddings than the tokenizer has ids is refused when the config is
+// loaded, naming the key and both sizes (it used to fail at step 1 in libtorch's "index out of range").
+func TestVocabCheck(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := tok.VocabSize()
+	text := testConfig(dir, filepath.Join(dir, "run"), "")
+	withInit := func(init string) string {
+		return strings.Replace(text, "init = { hidden_size = 16 }", init, 1)
+	}
+	want := fmt.Sprintf("model.init.vocab_size = %d is smaller than the %d ids of the tokenizer %s", n-1, n, filepath.Join(dir, "tokenizer.json"))
+	if _, err := Parse([]byte(withInit(fmt.Sprintf("init = { hidden_size = 16, vocab_size = %d }", n-1))), "x.toml", nil); err == nil ||
+		!strings.Contains(err.Error(), want) {
+		t.Errorf("small init vocab: %v, want %q", err, want)
+	}
+	if _, err := Parse([]byte(text), "x.toml", []string{fmt.Sprintf("model.init.vocab_size=%d", n-1)}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("small init vocab by --set: %v", err)
+	}
+	for _, ok := range []int{n, n + 64} {
+		if _, err := Parse([]byte(withInit(fmt.Sprintf("init = { hidden_size = 16, vocab_size = %d }", ok))), "x.toml", nil); err != nil {
+			t.Errorf("vocab_size %d: %v", ok, err)
+		}
+	}
+	// A checkpoint directory whose config.json has too small a vocabulary for its tokenizer.
+	ck := filepath.Join(dir, "ck")
+	os.MkdirAll(ck, 0o755)
+	os.WriteFile(filepath.Join(ck, "config.json"), []byte(fmt.Sprintf(`{"model_type": "qwen3", "vocab_size": %d}`, n-5)), 0o644)
+	b, _ := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+	os.WriteFile(filepath.Join(ck, "tokenizer.json"), b, 0o644)
+	withPath := withInit(fmt.Sprintf("path = %q", ck))
+	withPath = strings.Replace(withPath, fmt.Sprintf("tokenizer = %q\n", filepath.Join(dir, "tokenizer.json")), "", 1)
+	want = fmt.Sprintf("model.path: vocab_size in %s = %d is smaller than the %d ids of the tokenizer %s", filepath.Join(ck, "config.json"), n-5, n,
+		filepath.Join(ck, "tokenizer.json"))
+	if _, err := Parse([]byte(withPath), "x.toml", nil); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("small checkpoint vocab: %v, want %q", err, want)
+	}
+}
