@@ -34,8 +34,11 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if (*data == "") == (*mc == "") {
 		return errors.New("eval: give one of --data DIR and --mc FILE")
 	}
-	if *mf.model == "" {
-		return errors.New("eval: --model is required")
+	if _, _, err := mf.check(); err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	if *data != "" && (*seqLen < 2 || *batch < 1 || *maxBatches < 0) {
+		return fmt.Errorf("eval: --seq-len %d, --batch %d, --max-batches %d: want at least 2, 1 and 0", *seqLen, *batch, *maxBatches)
 	}
 	var metrics any
 	var err error
@@ -83,6 +86,17 @@ func evalData(mf modelFlags, dir string, seqLen, rows, maxBatches int) (*dataMet
 		return nil, err
 	}
 	defer ds.Close()
+	mcfg, err := decoder.ReadConfig(*mf.model)
+	if err != nil {
+		return nil, err
+	}
+	if ds.Manifest.VocabSize > mcfg.VocabSize {
+		return nil, fmt.Errorf("%s: made with a tokenizer of %d ids, more than the vocab_size %d of --model %s", dir, ds.Manifest.VocabSize,
+			mcfg.VocabSize, *mf.model)
+	}
+	if err := checkPositions(mcfg, seqLen); err != nil {
+		return nil, fmt.Errorf("--seq-len %d: %w", seqLen, err)
+	}
 	ld, err := loader.New(ds, loader.Config{SeqLen: seqLen, Rows: rows, Mode: loader.Pack, World: 1}, nil)
 	if err != nil {
 		return nil, err
@@ -189,6 +203,16 @@ func evalMC(mf modelFlags, path, family, items string) (*infer.MCSummary, error)
 		return nil, fmt.Errorf("%s: no items", path)
 	}
 	if err := infer.CheckMC(tmpl, its); err != nil {
+		return nil, err
+	}
+	mcfg, err := decoder.ReadConfig(*mf.model)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVocab(*mf.model, mcfg, tok); err != nil {
+		return nil, err
+	}
+	if err := infer.CheckMCPositions(tmpl, tok, its, mcfg.MaxPositionEmbeddings); err != nil {
 		return nil, err
 	}
 	m, err := mf.load()

@@ -11,13 +11,15 @@ import (
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
+	"github.com/msmtrain/msmtrain/torch/models/decoder"
 )
 
 func runGenerate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("generate", stderr)
 	mf := addModelFlags(fs)
 	input := fs.String("input", "", "JSONL prompts: {\"id\", \"messages\"} (chat) or {\"id\", \"prompt\"} (raw text)")
-	output := fs.String("output", "", "JSONL output {\"id\", \"sample\", \"text\", \"n_tokens\", \"finish_reason\"}; an existing file is continued")
+	output := fs.String("output", "", "JSONL output {\"id\", \"sample\", \"text\", \"n_tokens\", \"finish_reason\", \"settings\"}; an existing file "+
+		"is continued when its settings (model, adapter, dtype, chat template, sampling, max new tokens, samples, stops) are the same, else refused")
 	tmplName := fs.String("chat-template", "", "chat template family (qwen2, qwen3, llama3, chatml); default: detected from the model's tokenizer_config.json")
 	temp := fs.Float64("temperature", 1, "sampling temperature; 0 is greedy")
 	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability (1: off)")
@@ -33,7 +35,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	}
 	o := generateOptions{input: *input, output: *output, template: *tmplName, samples: *samples, batch: *batch, seed: *seed,
 		gen: infer.GenOptions{Sampling: infer.Sampling{Temperature: *temp, TopP: *topP, TopK: *topK}, MaxNew: *maxNew, StopStrings: stops}}
-	if err := o.check(*mf.model); err != nil {
+	if err := o.check(mf); err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
 	return generate(mf, o, stdout)
@@ -46,10 +48,11 @@ type generateOptions struct {
 	gen                     infer.GenOptions
 }
 
-func (o generateOptions) check(model string) error {
+func (o generateOptions) check(mf modelFlags) error {
+	if _, _, err := mf.check(); err != nil {
+		return err
+	}
 	switch {
-	case model == "":
-		return errors.New("--model is required")
 	case o.input == "" || o.output == "":
 		return errors.New("--input and --output are required")
 	case o.samples < 1:
@@ -113,6 +116,13 @@ func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
+	mcfg, err := decoder.ReadConfig(*mf.model)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	if err := checkVocab(*mf.model, mcfg, tok); err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
 	// Render every prompt before loading the model, so a bad line fails at once.
 	ids := make([][]int, len(prompts))
 	for i, p := range prompts {
@@ -129,12 +139,21 @@ func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
 		if len(ids[i]) == 0 {
 			return fmt.Errorf("generate: %s: the prompt has no tokens", p.Where)
 		}
+		// Refused rather than cut short: every sample of a file is generated to the same --max-new-tokens.
+		if err := checkPositions(mcfg, len(ids[i])+o.gen.MaxNew); err != nil {
+			return fmt.Errorf("generate: %s: the prompt's %d tokens and --max-new-tokens %d: %w; lower --max-new-tokens or shorten the prompt",
+				p.Where, len(ids[i]), o.gen.MaxNew, err)
+		}
 	}
 	if tmpl != nil {
 		o.gen.StopTokens = []int{tmpl.EOT(), tmpl.EOS()}
 	}
 	o.gen.Decode = tok.Decode
-	out, done, err := infer.OpenOutput(o.output)
+	settings, err := o.settings(mf, tmpl)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	out, done, err := infer.OpenOutput(o.output, &settings)
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
@@ -168,7 +187,8 @@ func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
 		err := infer.GenerateBatch(m, reqs, o.gen, func(c infer.Completion) error {
 			j := bj[c.Index]
 			ntok += len(c.Tokens)
-			return infer.WriteOutput(out, infer.Output{ID: j.p.ID, Sample: j.sample, Text: c.Text, NTokens: len(c.Tokens), Finish: c.Finish})
+			return infer.WriteOutput(out, infer.Output{ID: j.p.ID, Sample: j.sample, Text: c.Text, NTokens: len(c.Tokens), Finish: c.Finish,
+				Settings: &settings})
 		})
 		if err != nil {
 			return fmt.Errorf("generate: %s: %w", bj[0].p.Where, err)
@@ -180,4 +200,38 @@ func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
 	sec := time.Since(start).Seconds()
 	fmt.Fprintf(stdout, "generate: %d samples, %d tokens in %.1fs (%.1f tokens/s), written to %s\n", len(jobs), ntok, sec, float64(ntok)/sec, o.output)
 	return nil
+}
+
+// settings are what the output file records and a continuation must match (see infer.Settings).
+func (o generateOptions) settings(mf modelFlags, tmpl *chat.Template) (infer.Settings, error) {
+	_, dt, err := mf.check()
+	if err != nil {
+		return infer.Settings{}, err
+	}
+	s := infer.Settings{DType: dt.String(), Temperature: o.gen.Temperature, TopP: o.gen.TopP, TopK: o.gen.TopK, Seed: o.seed,
+		MaxNew: o.gen.MaxNew, Samples: o.samples, Stop: o.gen.StopStrings}
+	if tmpl != nil {
+		s.ChatTemplate = tmpl.Family()
+	}
+	if s.Model, s.ModelFiles, err = dirIdentity(*mf.model); err != nil {
+		return s, fmt.Errorf("--model: %w", err)
+	}
+	if *mf.adapter != "" {
+		if s.Adapter, s.AdapterFiles, err = dirIdentity(*mf.adapter); err != nil {
+			return s, fmt.Errorf("--adapter: %w", err)
+		}
+	}
+	return s.Normalize(), nil
+}
+
+// dirIdentity is a directory's absolute path (links resolved) and the fingerprint of its files.
+func dirIdentity(dir string) (abs, files string, err error) {
+	if abs, err = filepath.Abs(dir); err != nil {
+		return "", "", err
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	files, err = infer.Fingerprint(abs)
+	return abs, files, err
 }

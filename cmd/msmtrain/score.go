@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
+	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/models/decoder"
 )
@@ -26,19 +29,63 @@ func addModelFlags(fs interface {
 	}
 }
 
-func (f modelFlags) load() (*decoder.Model, error) {
+// check validates the flags before any work: --model is given, --device is one libtorch has, --dtype one the
+// decoder runs in.
+func (f modelFlags) check() (torch.Device, torch.DType, error) {
 	if *f.model == "" {
-		return nil, fmt.Errorf("--model is required")
+		return torch.CPU, 0, fmt.Errorf("--model is required")
 	}
 	dev, err := torch.ParseDevice(*f.device)
 	if err != nil {
-		return nil, err
+		return torch.CPU, 0, fmt.Errorf("--device %s: %w", *f.device, err)
 	}
-	dt, err := torch.ParseDType(*f.dtype)
+	dt, err := modelDType(*f.dtype)
+	if err != nil {
+		return torch.CPU, 0, fmt.Errorf("--dtype %s: %w", *f.dtype, err)
+	}
+	return dev, dt, nil
+}
+
+// modelDType parses the dtype of model weights: float32 or bfloat16, as model.dtype in a training config. float16
+// is refused: libtorch's CPU build has no float16 matrix multiply ("addmm_impl_cpu_ not implemented for 'Half'"),
+// and the models are trained and tested in float32 and bfloat16 only.
+func modelDType(s string) (torch.DType, error) {
+	switch strings.ToLower(s) {
+	case "float32", "fp32":
+		return torch.Float32, nil
+	case "bfloat16", "bf16":
+		return torch.BFloat16, nil
+	case "float16", "fp16", "half":
+		return 0, errors.New("want float32 or bfloat16 (float16 is not supported: libtorch's CPU build cannot multiply float16 matrices; use bfloat16)")
+	}
+	return 0, errors.New("want float32 or bfloat16")
+}
+
+func (f modelFlags) load() (*decoder.Model, error) {
+	dev, dt, err := f.check()
 	if err != nil {
 		return nil, err
 	}
 	return decoder.Load(*f.model, decoder.Options{Device: dev, DType: dt, Adapter: *f.adapter})
+}
+
+// checkVocab refuses a model whose embedding has fewer rows than the tokenizer has ids: any id beyond them would
+// end in libtorch's "index out of range" at the first forward pass.
+func checkVocab(modelDir string, c decoder.Config, tok *tokenizer.Tokenizer) error {
+	if c.VocabSize < tok.VocabSize() {
+		return fmt.Errorf("--model %s: config.json has vocab_size %d, fewer than the %d ids of its tokenizer %s", modelDir, c.VocabSize,
+			tok.VocabSize(), tok.Name())
+	}
+	return nil
+}
+
+// checkPositions refuses a sequence of n positions longer than the model's max_position_embeddings (when
+// config.json gives it): RoPE goes on past it without error, into positions the model never saw.
+func checkPositions(c decoder.Config, n int) error {
+	if c.MaxPositionEmbeddings > 0 && n > c.MaxPositionEmbeddings {
+		return fmt.Errorf("%d positions exceed the model's max_position_embeddings %d", n, c.MaxPositionEmbeddings)
+	}
+	return nil
 }
 
 func runScore(args []string, stdout, stderr io.Writer) error {
@@ -48,6 +95,12 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 8, "sequences scored together")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if _, _, err := mf.check(); err != nil {
+		return fmt.Errorf("score: %w", err)
+	}
+	if *batch < 1 {
+		return fmt.Errorf("score: --batch %d: want at least 1", *batch)
 	}
 	m, err := mf.load()
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -52,6 +53,9 @@ func stageEvals(cfg *train.Config, st *train.Stage, m train.Model) error {
 		if err := infer.CheckMC(tmpl, items); err != nil {
 			return err
 		}
+		if err := infer.CheckMCPositions(tmpl, tok, items, tm.Model.Config.MaxPositionEmbeddings); err != nil {
+			return err
+		}
 		res, sum, err := infer.ScoreMC(tm.Model, tmpl, tok, items)
 		if err != nil {
 			return err
@@ -59,7 +63,11 @@ func stageEvals(cfg *train.Config, st *train.Stage, m train.Model) error {
 		if err := os.MkdirAll(filepath.Join(cfg.OutDir, "eval"), 0o755); err != nil {
 			return err
 		}
-		if err := writeJSON(filepath.Join(cfg.OutDir, "eval", st.Name+"-mc.json"), sum); err != nil {
+		b, err := json.MarshalIndent(sum, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := train.WriteFileAtomic(filepath.Join(cfg.OutDir, "eval", st.Name+"-mc.json"), append(b, '\n')); err != nil {
 			return err
 		}
 		if err := writeJSONL(filepath.Join(stageDir, "eval_mc_items.jsonl"), res); err != nil {
@@ -87,6 +95,10 @@ func stagePrompts(cfg *train.Config, st *train.Stage, tm *trainModel, tok *token
 	}
 	var ps []prompt
 	var reqs []infer.Request
+	maxNew := st.EvalMaxNew
+	if maxNew == 0 {
+		maxNew = 256
+	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for line := 1; sc.Scan(); line++ {
@@ -101,15 +113,14 @@ func stagePrompts(cfg *train.Config, st *train.Stage, tm *trainModel, tok *token
 		if err != nil {
 			return fmt.Errorf("%s:%d: %w", st.EvalPrompts, line, err)
 		}
+		if err := checkPositions(tm.Model.Config, len(ids)+maxNew); err != nil {
+			return fmt.Errorf("%s:%d: the prompt's %d tokens and eval_max_new_tokens %d: %w", st.EvalPrompts, line, len(ids), maxNew, err)
+		}
 		ps = append(ps, p)
 		reqs = append(reqs, infer.Request{Prompt: ids})
 	}
 	if err := sc.Err(); err != nil {
 		return err
-	}
-	maxNew := st.EvalMaxNew
-	if maxNew == 0 {
-		maxNew = 256
 	}
 	o := infer.GenOptions{Sampling: infer.Sampling{Temperature: 0}, MaxNew: maxNew,
 		StopTokens: []int{tmpl.EOT(), tmpl.EOS()}, Decode: tok.Decode}
@@ -129,25 +140,18 @@ func stagePrompts(cfg *train.Config, st *train.Stage, tm *trainModel, tok *token
 	return writeJSONL(out, rows)
 }
 
+// writeJSONL replaces the run file path with rows as JSON lines (never through a symbolic link, see
+// train.WriteFileAtomic).
 func writeJSONL[T any](path string, rows []T) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	for _, r := range rows {
 		if err := enc.Encode(r); err != nil {
-			f.Close()
 			return err
 		}
 	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return train.WriteFileAtomic(path, b.Bytes())
 }

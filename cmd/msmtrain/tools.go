@@ -52,6 +52,15 @@ func runPrep(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// RUN/data/<stage> belongs to the run: not while a training of it (or another prep) writes there.
+		if err := os.MkdirAll(tc.OutDir, 0o755); err != nil {
+			return fmt.Errorf("prep: %w", err)
+		}
+		lock, err := train.LockRun(tc.OutDir, stderr)
+		if err != nil {
+			return fmt.Errorf("prep: %w", err)
+		}
+		defer lock.Close()
 		for i := range tc.Stages {
 			if tc.Stages[i].Dataset != "" {
 				continue // prepared already

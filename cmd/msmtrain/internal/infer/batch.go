@@ -72,6 +72,10 @@ func GenerateBatch(m *decoder.Model, reqs []Request, o GenOptions, emit func(Com
 				return fmt.Errorf("infer: request %d: token %d outside the vocabulary of %d", i, t, V)
 			}
 		}
+		if mp := m.Config.MaxPositionEmbeddings; mp > 0 && len(r.Prompt)+o.MaxNew > mp {
+			return fmt.Errorf("infer: request %d: a prompt of %d tokens and %d new tokens exceed the model's max_position_embeddings %d",
+				i, len(r.Prompt), o.MaxNew, mp)
+		}
 		L = max(L, len(r.Prompt))
 	}
 	cache, err := m.NewCache(B, L+o.MaxNew)

@@ -13,6 +13,10 @@ func Greedy(m *decoder.Model, prompt []int, maxNew int, stop []int) ([]int, bool
 	if len(prompt) == 0 {
 		return nil, false, fmt.Errorf("infer: empty prompt")
 	}
+	if mp := m.Config.MaxPositionEmbeddings; mp > 0 && len(prompt)+maxNew > mp {
+		return nil, false, fmt.Errorf("infer: a prompt of %d tokens and %d new tokens exceed the model's max_position_embeddings %d",
+			len(prompt), maxNew, mp)
+	}
 	isStop := map[int]bool{}
 	for _, s := range stop {
 		isStop[s] = true

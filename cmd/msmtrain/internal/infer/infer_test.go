@@ -391,6 +391,12 @@ func TestReadErrors(t *testing.T) {
 		{"mc malformed", "\n{\"id\":", "f.jsonl:2: "},
 		{"mc unknown role", `{"id":"a","messages":[{"role":"user","content":"x"}],"choices":["y"],"answer":0}` + "\n" +
 			`{"id":"b","messages":[{"role":"wizard","content":"x"}],"choices":["y"],"answer":0}`, "f.jsonl:2: item b: "},
+		{"mc no answer", `{"id":"a","messages":[{"role":"user","content":"x"}],"choices":["y","z"],"answer":1}` + "\n" +
+			`{"id":"b","messages":[{"role":"user","content":"x"}],"choices":["y","z"]}`, "f.jsonl:2: item b: missing \"answer\""},
+		{"mc null answer", `{"id":"a","messages":[{"role":"user","content":"x"}],"choices":["y"],"answer":null}`, "f.jsonl:1: item a: missing \"answer\""},
+		{"mc repeated id", `{"id":"a","messages":[{"role":"user","content":"x"}],"choices":["y"],"answer":0}` + "\n\n" +
+			`{"id":"a","messages":[{"role":"user","content":"w"}],"choices":["y"],"answer":0}`, `f.jsonl:3: id "a" repeats line 1`},
+		{"mc no id", `{"messages":[{"role":"user","content":"x"}],"choices":["y"],"answer":0}`, "f.jsonl:1: missing \"id\""},
 		{"prompt malformed", `{"id":"a","prompt":"x"}` + "\n" + `{"id":"b","prompt":`, "f.jsonl:2: "},
 		{"prompt no id", `{"prompt":"x"}`, "f.jsonl:1: missing \"id\""},
 		{"prompt both", `{"id":1,"prompt":"x","messages":[{"role":"user","content":"x"}]}`, "f.jsonl:1: both"},

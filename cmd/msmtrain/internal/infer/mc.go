@@ -2,6 +2,7 @@ package infer
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,35 +49,55 @@ type MCSummary struct {
 	AccuracyNorm float64 `json:"mc_accuracy_norm"`
 }
 
-// ReadMC reads multiple-choice JSONL; errors name the line.
+// ReadMC reads multiple-choice JSONL: {"id", "messages", "choices", "answer"} per line, other fields ignored. Blank
+// lines are skipped. A malformed line, a missing or empty id, an id that repeats an earlier line, a missing answer
+// or one outside the choices is an error naming the file and line.
 func ReadMC(r io.Reader, name string) ([]MCItem, error) {
 	var items []MCItem
+	seen := map[string]int{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for line := 1; sc.Scan(); line++ {
-		if len(sc.Bytes()) == 0 {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
-		it := MCItem{where: fmt.Sprintf("%s:%d", name, line)}
-		if err := json.Unmarshal(sc.Bytes(), &it); err != nil {
+		var rec struct {
+			ID       *string        `json:"id"`
+			Messages []chat.Message `json:"messages"`
+			Choices  []string       `json:"choices"`
+			Answer   *int           `json:"answer"` // a pointer: an absent answer is not choice 0
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
 		switch {
-		case len(it.Messages) == 0:
-			return nil, fmt.Errorf("%s:%d: no messages", name, line)
-		case len(it.Choices) == 0:
+		case rec.ID == nil || *rec.ID == "":
+			return nil, fmt.Errorf("%s:%d: missing \"id\"", name, line)
+		case len(rec.Messages) == 0:
+			return nil, fmt.Errorf("%s:%d: item %s: no messages", name, line, *rec.ID)
+		case len(rec.Choices) == 0:
 			return nil, fmt.Errorf("%s:%d: the choice list is empty", name, line)
-		case it.Answer < 0 || it.Answer >= len(it.Choices):
-			return nil, fmt.Errorf("%s:%d: answer %d outside the %d choices", name, line, it.Answer, len(it.Choices))
+		case rec.Answer == nil:
+			return nil, fmt.Errorf("%s:%d: item %s: missing \"answer\" (the index of the correct choice, from 0)", name, line, *rec.ID)
+		case *rec.Answer < 0 || *rec.Answer >= len(rec.Choices):
+			return nil, fmt.Errorf("%s:%d: answer %d outside the %d choices", name, line, *rec.Answer, len(rec.Choices))
 		}
-		for i, c := range it.Choices {
+		if first, ok := seen[*rec.ID]; ok {
+			return nil, fmt.Errorf("%s:%d: id %q repeats line %d", name, line, *rec.ID, first)
+		}
+		seen[*rec.ID] = line
+		for i, c := range rec.Choices {
 			if c == "" {
 				return nil, fmt.Errorf("%s:%d: choice %d is empty", name, line, i)
 			}
 		}
-		items = append(items, it)
+		items = append(items, MCItem{ID: *rec.ID, Messages: rec.Messages, Choices: rec.Choices, Answer: *rec.Answer,
+			where: fmt.Sprintf("%s:%d", name, line)})
 	}
-	return items, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return items, nil
 }
 
 // CheckMC renders every item's prompt, so that a chat the template rejects (an unknown role, say) is reported with
@@ -85,6 +106,27 @@ func CheckMC(tmpl *chat.Template, items []MCItem) error {
 	for _, it := range items {
 		if _, err := tmpl.RenderPrompt(it.Messages); err != nil {
 			return fmt.Errorf("%sitem %s: %w", it.at(), it.ID, err)
+		}
+	}
+	return nil
+}
+
+// CheckMCPositions reports an item whose prompt and longest choice (with its end-of-turn token) take more than
+// maxPos positions (the model's max_position_embeddings; 0: no limit), naming its file and line.
+func CheckMCPositions(tmpl *chat.Template, tok *tokenizer.Tokenizer, items []MCItem, maxPos int) error {
+	if maxPos <= 0 {
+		return nil
+	}
+	for _, it := range items {
+		prompt, err := tmpl.RenderPrompt(it.Messages)
+		if err != nil {
+			return fmt.Errorf("%sitem %s: %w", it.at(), it.ID, err)
+		}
+		for i, c := range it.Choices {
+			if n := len(prompt) + len(tok.Encode(c)) + 1; n > maxPos {
+				return fmt.Errorf("%sitem %s: the prompt and choice %d take %d positions, more than the model's max_position_embeddings %d",
+					it.at(), it.ID, i, n, maxPos)
+			}
 		}
 	}
 	return nil
@@ -154,6 +196,9 @@ func ContinuationLogProb(m *decoder.Model, prompt, cont []int) (float64, error) 
 		return 0, errors.New("infer: empty prompt or continuation")
 	}
 	all := append(append([]int(nil), prompt...), cont...)
+	if mp := m.Config.MaxPositionEmbeddings; mp > 0 && len(all) > mp {
+		return 0, fmt.Errorf("infer: %d positions exceed the model's max_position_embeddings %d", len(all), mp)
+	}
 	n := len(all) - 1
 	ids := make([]int64, n)
 	tgt := make([]int64, n)

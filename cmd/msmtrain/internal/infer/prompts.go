@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/msmtrain/msmtrain/data/chat"
 )
@@ -104,13 +105,14 @@ func compactID(raw json.RawMessage) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
-// Output is one line of generation output.
+// Output is one line of generation output. `msmtrain generate` writes Settings on every line (see Settings).
 type Output struct {
-	ID      json.RawMessage `json:"id"`
-	Sample  int             `json:"sample"`
-	Text    string          `json:"text"`
-	NTokens int             `json:"n_tokens"`
-	Finish  string          `json:"finish_reason"`
+	ID       json.RawMessage `json:"id"`
+	Sample   int             `json:"sample"`
+	Text     string          `json:"text"`
+	NTokens  int             `json:"n_tokens"`
+	Finish   string          `json:"finish_reason"`
+	Settings *Settings       `json:"settings,omitempty"`
 }
 
 // DoneKey identifies an (id, sample) pair.
@@ -121,8 +123,10 @@ type DoneKey struct {
 
 // OpenOutput opens path for appending generation output, creating it if needed, and returns the (id, sample)
 // pairs it already holds. A last line without its newline (a crash mid-write) is cut off, to be redone; a
-// malformed complete line is an error naming the line.
-func OpenOutput(path string) (*os.File, map[DoneKey]bool, error) {
+// malformed complete line is an error naming the line. With want set, every line must carry settings equal to
+// want (see Settings.Diff): a line without settings, or with others, is an error naming the line and each
+// difference, so that a file never mixes two experiments.
+func OpenOutput(path string, want *Settings) (*os.File, map[DoneKey]bool, error) {
 	done := map[DoneKey]bool{}
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -148,6 +152,15 @@ func OpenOutput(path string) (*os.File, map[DoneKey]bool, error) {
 		id, err := compactID(o.ID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		if want != nil {
+			if o.Settings == nil {
+				return nil, nil, fmt.Errorf("%s:%d: the line has no \"settings\" (not written by this msmtrain generate), so it cannot be continued: use another --output", path, line)
+			}
+			if d := o.Settings.Diff(*want); len(d) > 0 {
+				return nil, nil, fmt.Errorf("%s:%d was generated with other settings: %s; continue it with the same settings, or use another --output",
+					path, line, strings.Join(d, ", "))
+			}
 		}
 		done[DoneKey{string(id), o.Sample}] = true
 	}
