@@ -322,3 +322,35 @@ sources = [{ name = "docs", path = %q, kind = "documents" }]
 		t.Fatalf("%v\n%s", err, o)
 	}
 }
+
+// TestSmallVocabModel: a checkpoint whose vocabulary is smaller than its tokenizer's ids (here the chat tokens,
+// the last ids) is refused by the commands before any forward pass, naming both sizes.
+func TestSmallVocabModel(t *testing.T) {
+	model, tok := tinyModelDir(t)
+	c, err := decoder.ReadConfig(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.VocabSize = tok.VocabSize() - 3
+	m, err := decoder.New(c, decoder.Options{DType: torch.Float32, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Save(model)
+	m.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mc := writeFile(t, filepath.Join(dir, "mc.jsonl"), `{"id": "q", "messages": [{"role": "user", "content": "x"}], "choices": ["Yes"], "answer": 0}`)
+	in := writeFile(t, filepath.Join(dir, "in.jsonl"), promptLines[0]+"\n")
+	want := fmt.Sprintf("--model %s: config.json has vocab_size %d, fewer than the %d ids of its tokenizer", model, c.VocabSize, tok.VocabSize())
+	for _, args := range [][]string{
+		{"eval", "--model", model, "--mc", mc},
+		{"generate", "--model", model, "--input", in, "--output", filepath.Join(dir, "out.jsonl")},
+	} {
+		if o, err := runCmd(t, args...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q\n%s", args[0], err, want, o)
+		}
+	}
+}
