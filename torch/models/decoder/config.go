@@ -29,6 +29,10 @@ type Config struct {
 	HiddenAct             string       `json:"hidden_act"`
 	MaxPositionEmbeddings int          `json:"max_position_embeddings,omitempty"`
 	TorchDType            string       `json:"torch_dtype,omitempty"`
+	// NameOrPath is the checkpoint's name as transformers records it (a Hub repository id such as
+	// "meta-llama/Llama-3.1-8B", or the local path it was saved from). A caller that knows the Hub id of a
+	// checkpoint without one sets it after Load; SaveAdapter writes it into the adapter when it is a Hub id.
+	NameOrPath string `json:"_name_or_path,omitempty"`
 }
 
 // RopeScaling is config.json's rope_scaling; only the "llama3" type (Llama 3.1+) and "default" are supported.

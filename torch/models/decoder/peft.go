@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/safetensors"
@@ -82,8 +83,9 @@ func ReadAdapterConfig(dir string) (LoRAConfig, error) {
 }
 
 // SaveAdapter writes the LoRA adapter in PEFT's format: adapter_config.json and adapter_model.safetensors (float32,
-// keys base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight, ...), loadable by peft.PeftModel.
-// baseModel is recorded as base_model_name_or_path.
+// keys base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight, ...), loadable by peft.PeftModel, and
+// by AutoPeftModelForCausalLM, which loads the base named by base_model_name_or_path: the checkpoint's Hugging
+// Face name when it is known (see BaseModelName), else baseModel, the base's directory.
 func (m *Model) SaveAdapter(dir, baseModel string) error {
 	if m.lora == nil {
 		return fmt.Errorf("decoder: save adapter: the model has no LoRA adapter")
@@ -103,7 +105,7 @@ func (m *Model) SaveAdapter(dir, baseModel string) error {
 	sort.Strings(targets)
 	tj, _ := json.Marshal(targets)
 	p := peftConfig{
-		PeftType: "LORA", TaskType: "CAUSAL_LM", BaseModel: baseModel, R: m.lora.Rank, LoraAlpha: m.lora.Alpha,
+		PeftType: "LORA", TaskType: "CAUSAL_LM", BaseModel: BaseModelName(m.Config, baseModel), R: m.lora.Rank, LoraAlpha: m.lora.Alpha,
 		LoraDropout: m.lora.Dropout, TargetModules: tj, Bias: "none", InferenceMode: true, InitLoraWeights: true,
 		RankPattern: map[string]float64{}, AlphaPattern: map[string]float64{},
 	}
@@ -164,4 +166,59 @@ func (m *Model) LoadAdapter(dir string) error {
 		}
 	})
 	return lerr
+}
+
+// BaseModelName is the base_model_name_or_path of an adapter of a model with config c loaded from path: the Hub
+// repository id c.NameOrPath (config.json's _name_or_path, or set by the caller) when it is one; else the id in a
+// Hugging Face cache path (.../models--ORG--NAME/snapshots/REVISION); else path, made absolute when it is a local
+// directory so that the adapter loads from any working directory.
+func BaseModelName(c Config, path string) string {
+	if isHubID(c.NameOrPath) {
+		return c.NameOrPath
+	}
+	if id := cacheRepoID(path); id != "" {
+		return id
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		if abs, err := filepath.Abs(path); err == nil {
+			return abs
+		}
+	}
+	return path
+}
+
+// isHubID reports whether s is a Hugging Face model repository id of the form ORG/NAME (the rules of
+// huggingface_hub's validate_repo_id). A bare NAME is not taken for one: it is as likely a local directory.
+func isHubID(s string) bool {
+	org, name, ok := strings.Cut(s, "/")
+	if !ok || len(s) > 96 || strings.Contains(s, "--") || strings.Contains(s, "..") || strings.HasSuffix(s, ".git") {
+		return false
+	}
+	part := func(p string) bool {
+		if p == "" || strings.ContainsAny(p[:1]+p[len(p)-1:], ".-") {
+			return false
+		}
+		for _, r := range p {
+			if !(r == '_' || r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+				return false
+			}
+		}
+		return true
+	}
+	return part(org) && part(name)
+}
+
+// cacheRepoID returns ORG/NAME for a path inside a Hugging Face hub cache entry models--ORG--NAME, or "".
+func cacheRepoID(path string) string {
+	for d := filepath.Clean(path); d != filepath.Dir(d); d = filepath.Dir(d) {
+		rest, ok := strings.CutPrefix(filepath.Base(d), "models--")
+		if !ok {
+			continue
+		}
+		if org, name, ok := strings.Cut(rest, "--"); ok && isHubID(org+"/"+name) {
+			return org + "/" + name
+		}
+		return ""
+	}
+	return ""
 }
