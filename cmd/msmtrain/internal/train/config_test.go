@@ -58,6 +58,21 @@ func TestStageOverrides(t *testing.T) {
 			}
 		})
 	}
+	// Applying a --set rewrites the document: every other value must come through exactly (a resumed run compares
+	// its config with the saved one).
+	plain, err := Parse([]byte(strings.Replace(text, "lr = 0.05", "lr = 1e-8\neps = 3.3e-9", 1)), "x.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := Parse([]byte(strings.Replace(text, "lr = 0.05", "lr = 1e-8\neps = 3.3e-9", 1)), "x.toml", []string{"log.every=5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := plain.Resolved()
+	b, _ := set.Resolved()
+	if d, err := Incompatible(a, b); err != nil || len(d) > 0 || Hash(a) != Hash(b) {
+		t.Errorf("an unrelated --set changed the config: %v %v", d, err)
+	}
 	// A stage override can fix what the file alone gets wrong for one stage only.
 	bad := strings.Replace(text, "lr = 0.02", "lr = -1", 1)
 	if _, err := Parse([]byte(bad), "x.toml", nil); err == nil || !strings.Contains(err.Error(), "stages[1] (aft).train.lr = -1") {
