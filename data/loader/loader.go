@@ -123,6 +123,10 @@ type EpochInfo struct {
 	FillerBatches int   // all-padding batches this rank yields at the end
 	SkippedDocs   int64 // one-token documents (no pairs)
 	Truncated     int64 // pairs cut by pad mode
+	// EmptyRows counts the rows of the epoch's Steps batches, all ranks
+	// together, that hold no document (the rest of the last batch, filler
+	// batches): forward and backward passes over padding alone.
+	EmptyRows int64
 }
 
 // ErrEmpty reports a dataset with nothing to train.
@@ -216,7 +220,7 @@ func (l *Loader) Epoch(epoch int) (EpochInfo, error) {
 	o := newEpochOrder(l.ds, l.all, l.cfg.Seed, epoch, l.cfg.ShuffleBlocks)
 	pk := &packer{cfg: l.cfg}
 	var mine EpochInfo
-	steps := 0
+	steps, rows := 0, int64(0)
 	for r := range l.cfg.World {
 		c := newCursor(o, r, l.cfg.World)
 		var ps packStats
@@ -232,12 +236,14 @@ func (l *Loader) Epoch(epoch int) (EpochInfo, error) {
 			st, n = next, n+1
 		}
 		steps = max(steps, n)
+		rows += ps.rows
 		if r == l.cfg.Rank {
 			mine = EpochInfo{Steps: n, Docs: c.count(), SkippedDocs: ps.skipped, Truncated: ps.truncated}
 		}
 	}
 	mine.FillerBatches = steps - mine.Steps
 	mine.Steps = steps
+	mine.EmptyRows = int64(steps)*int64(l.cfg.Rows)*int64(l.cfg.World) - rows
 	l.epochs[epoch] = mine
 	return mine, nil
 }

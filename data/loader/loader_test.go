@@ -333,3 +333,39 @@ func TestPermute(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyRows: EpochInfo.EmptyRows counts the rows without a document in the batches of an epoch, all ranks
+// together, as the batches hold them.
+func TestEmptyRows(t *testing.T) {
+	ds, _ := makeDataset(t, 23, 2, 40, 64, 0)
+	for _, c := range []struct {
+		mode        Mode
+		rows, world int
+	}{{Pack, 4, 1}, {Pack, 16, 2}, {Pad, 4, 1}, {Pad, 8, 3}, {Pad, 64, 1}} {
+		t.Run(fmt.Sprintf("%s_%dx%d", c.mode, c.rows, c.world), func(t *testing.T) {
+			var empty, want int64
+			for rank := range c.world {
+				l := newLoader(t, ds, Config{SeqLen: 32, Rows: c.rows, Mode: c.mode, Rank: rank, World: c.world}, nil)
+				info, err := l.Epoch(0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = info.EmptyRows
+				for range info.Steps {
+					b, err := l.Next()
+					if err != nil {
+						t.Fatal(err)
+					}
+					for r := range b.Rows {
+						if slices.Max(b.DocID[r*b.SeqLen:(r+1)*b.SeqLen]) == 0 {
+							empty++
+						}
+					}
+				}
+			}
+			if empty != want || (c.rows == 64 && want != 64-23) {
+				t.Fatalf("%d empty rows in the batches, EpochInfo says %d", empty, want)
+			}
+		})
+	}
+}

@@ -74,6 +74,7 @@ func (c *cursor) content(d docRef) ([]int32, []bool, error) {
 type packStats struct {
 	skipped   int64 // one-token documents
 	truncated int64 // pairs cut in pad mode
+	rows      int64 // rows holding a document
 }
 
 // packer fills one batch; the same code sizes epochs (out == nil) and
@@ -132,6 +133,11 @@ func (pk *packer) build(c *cursor, st State, out *Batch, ps *packStats) (State, 
 			st.Pos, st.Offset = st.Pos+1, 0
 		} else if st.Offset += take; st.Offset >= pairs {
 			st.Pos, st.Offset = st.Pos+1, 0
+		}
+	}
+	for _, f := range pk.fill {
+		if f > 0 {
+			ps.rows++
 		}
 	}
 	return st, placed, nil
