@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 )
 
 // ManifestName is the manifest file of a prepared dataset directory.
@@ -111,7 +113,8 @@ type OpenOptions struct {
 	// TokenizerHash, when set, must equal the manifest's tokenizer hash.
 	TokenizerHash string
 	// VerifySHA256 hashes every shard file against the manifest (reads
-	// everything once); otherwise sizes and counts are checked.
+	// everything once, several shards at a time); otherwise sizes and
+	// counts are checked.
 	VerifySHA256 bool
 }
 
@@ -140,16 +143,14 @@ func OpenDataset(dir string, o OpenOptions) (*Dataset, error) {
 		if si.File == "" || filepath.IsAbs(si.File) || filepath.Base(si.File) != si.File {
 			return fail(fmt.Errorf("shard: %s: %w: shard file name %q", mpath, ErrManifest, si.File))
 		}
-		path := filepath.Join(dir, si.File)
-		if o.VerifySHA256 {
-			sum, _, err := FileSHA256(path)
-			if err != nil {
-				return fail(err)
-			}
-			if sum != si.SHA256 {
-				return fail(fmt.Errorf("shard: %s: %w: sha256 %s, manifest says %s (%s)", path, ErrChecksum, sum, si.SHA256, hint))
-			}
+	}
+	if o.VerifySHA256 {
+		if err := verifySHA256(dir, m.Shards); err != nil {
+			return fail(err)
 		}
+	}
+	for _, si := range m.Shards {
+		path := filepath.Join(dir, si.File)
 		r, err := Open(path)
 		if err != nil {
 			return fail(err)
@@ -165,6 +166,38 @@ func OpenDataset(dir string, o OpenOptions) (*Dataset, error) {
 		return fail(fmt.Errorf("shard: %s: %w: shards hold %d docs, manifest says %d", mpath, ErrManifest, d.NumDocs(), m.Docs))
 	}
 	return d, nil
+}
+
+// verifySHA256 hashes the shards of dir, several at a time, and returns the
+// error of the first shard (in manifest order) whose hash differs from its
+// manifest entry.
+func verifySHA256(dir string, shards []ShardInfo) error {
+	errs := make([]error, len(shards))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(shards)) {
+		wg.Go(func() {
+			for i := range next {
+				path := filepath.Join(dir, shards[i].File)
+				sum, _, err := FileSHA256(path)
+				if err == nil && sum != shards[i].SHA256 {
+					err = fmt.Errorf("shard: %s: %w: sha256 %s, manifest says %s (%s)", path, ErrChecksum, sum, shards[i].SHA256, hint)
+				}
+				errs[i] = err
+			}
+		})
+	}
+	for i := range shards {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func equal(a, b []string) bool {
