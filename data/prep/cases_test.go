@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/msmtrain/msmtrain/data/chat"
 )
@@ -33,6 +34,14 @@ func TestBadInput(t *testing.T) {
 		{"unknown role", KindChats, `{"messages": [{"role": "wizard", "content": "x"}, {"role": "assistant", "content": "y"}]}`, chat.ErrUnknownRole},
 		{"empty content", KindChats, `{"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "y"}]}`, ErrEmptyTurn},
 		{"nothing to train", KindChats, `{"messages": [{"role": "user", "content": "only a question"}]}`, chat.ErrNoAssistant},
+		{"invalid UTF-8", KindDocuments, "{\"text\": \"caf\xe9 au lait\"}", ErrInvalidUTF8},
+		{"invalid UTF-8 in a chat", KindChats, "{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}", ErrInvalidUTF8},
+		{"unpaired high surrogate", KindDocuments, `{"text": "a \ud83d b"}`, ErrInvalidUTF8},
+		{"lone low surrogate", KindDocuments, `{"text": "a \\\ude00 b"}`, ErrInvalidUTF8},
+		{"assistant first", KindChats, `{"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}, {"role": "assistant", "content": "z"}]}`, ErrRoleOrder},
+		{"two assistants", KindChats, `{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}, {"role": "assistant", "content": "z"}]}`, ErrRoleOrder},
+		{"two users", KindChats, `{"messages": [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}, {"role": "assistant", "content": "z"}]}`, ErrRoleOrder},
+		{"late system", KindChats, `{"messages": [{"role": "user", "content": "x"}, {"role": "system", "content": "y"}, {"role": "assistant", "content": "z"}]}`, ErrRoleOrder},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -250,5 +259,147 @@ func TestValidate(t *testing.T) {
 				t.Fatal("Validate accepted it")
 			}
 		})
+	}
+}
+
+// TestValidOddInput: what the checks for bad input must still accept.
+func TestValidOddInput(t *testing.T) {
+	tokPath, _ := setup(t)
+	dir := t.TempDir()
+	docs := filepath.Join(dir, "docs.jsonl")
+	os.WriteFile(docs, []byte(`{"text": "a surrogate pair \ud83d\ude00, an escaped backslash \\ud800 and \u00e9"}`+"\n"), 0o644)
+	chats := filepath.Join(dir, "chats.jsonl")
+	os.WriteFile(chats, []byte(`{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, `+
+		`{"role": "assistant", "content": "call"}, {"role": "user", "content": "<tool_response>1</tool_response>"}, `+
+		`{"role": "user", "content": "<tool_response>2</tool_response>"}, {"role": "assistant", "content": "done"}]}`+"\n"), 0o644)
+	cfg := baseConfig(dir, tokPath, Source{Name: "d", Path: docs}, Source{Name: "c", Path: chats, Kind: KindChats})
+	s, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Rejected != 0 || s.TrainDocs+s.ValDocs != 2 {
+		t.Fatalf("summary %+v", s)
+	}
+}
+
+// TestEmptySource: a source with nothing in it is an error naming it and its file, not an empty dataset.
+func TestEmptySource(t *testing.T) {
+	tokPath, _ := setup(t)
+	for _, c := range []struct{ name, text, onError, want string }{
+		{"empty file", "", "fail", "is empty"},
+		{"blank lines", "\n  \n\n", "fail", "no records"},
+		{"all rejected", "{\"txt\": 1}\n{\"txt\": 2}\n", "skip", "all 2 records rejected"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			good := filepath.Join(dir, "good.jsonl")
+			writeJSONL(t, good, []any{docRec{Text: "a spec document"}})
+			empty := filepath.Join(dir, "empty.jsonl")
+			os.WriteFile(empty, []byte(c.text), 0o644)
+			cfg := baseConfig(dir, tokPath, Source{Name: "good", Path: good}, Source{Name: "web", Path: empty})
+			cfg.OnError = c.onError
+			_, err := Run(context.Background(), cfg, nil)
+			if err == nil || !strings.Contains(err.Error(), "web") || !strings.Contains(err.Error(), empty) ||
+				!strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error naming source web, %s and %q", err, empty, c.want)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.OutDir, "train")); !os.IsNotExist(err) {
+				t.Fatal("a dataset was published")
+			}
+			if m, _ := filepath.Glob(filepath.Join(cfg.OutDir, ".prep-*")); len(m) != 0 {
+				t.Fatalf("left %v", m)
+			}
+		})
+	}
+}
+
+// TestCorruptOutputRebuilt: prep checks the shards of an output it would keep and rebuilds a damaged one (the
+// fix that the shard errors' hint, "re-run msmtrain prep", promises).
+func TestCorruptOutputRebuilt(t *testing.T) {
+	tokPath, _ := setup(t)
+	rng := rand.New(rand.NewPCG(9, 9))
+	var recs []any
+	for range 200 {
+		recs = append(recs, docRec{Text: sentence(rng, 20)})
+	}
+	for _, c := range []struct {
+		name, split string
+		damage      func(path string)
+	}{
+		{"flipped byte in train", "train", func(p string) {
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 1
+			os.WriteFile(p, b, 0o644)
+		}},
+		{"truncated val", "val", func(p string) {
+			st, _ := os.Stat(p)
+			os.Truncate(p, st.Size()-10)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			in := filepath.Join(dir, "in.jsonl")
+			writeJSONL(t, in, recs)
+			cfg := baseConfig(dir, tokPath, Source{Name: "s", Path: in})
+			cfg.ValFraction = 0.2
+			if _, err := Run(context.Background(), cfg, nil); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(cfg.OutDir, c.split, "shard-00000.msms")
+			want, _ := os.ReadFile(p)
+			c.damage(p)
+			var log strings.Builder
+			s, err := Run(context.Background(), cfg, &log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.UpToDate || !strings.Contains(log.String(), "rebuilding") || !strings.Contains(log.String(), p) {
+				t.Fatalf("damaged %s kept (up to date %v):\n%s", p, s.UpToDate, log.String())
+			}
+			if got, _ := os.ReadFile(p); string(got) != string(want) {
+				t.Fatal("the rebuilt shard differs from the original")
+			}
+		})
+	}
+}
+
+// TestStaleTempDirs: a build directory left by a killed run is removed by the next run, but not one of a run
+// still holding the lock of out_dir.
+func TestStaleTempDirs(t *testing.T) {
+	tokPath, _ := setup(t)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	writeJSONL(t, in, []any{docRec{Text: "a spec document"}})
+	cfg := baseConfig(dir, tokPath, Source{Name: "s", Path: in})
+	stale := filepath.Join(cfg.OutDir, ".prep-123")
+	if err := os.MkdirAll(filepath.Join(stale, "train"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockDir(cfg.OutDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(context.Background(), cfg, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Run did not wait for the lock: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := os.Stat(stale); err != nil {
+		t.Fatal("removed the build directory of a run holding the lock")
+	}
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("stale %s not removed", stale)
+	}
+	if ents, _ := os.ReadDir(cfg.OutDir); len(ents) != 3 {
+		t.Fatalf("out dir holds %d entries, want train, val, summary.json", len(ents))
 	}
 }

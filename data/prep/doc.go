@@ -26,13 +26,22 @@
 // proportions: read the per-source token counts in the summary to balance
 // sources (e.g. spec documents 1:1 with generic text).
 //
-// Bad records (malformed JSON, missing text or messages, unknown role, empty
+// Bad records (malformed JSON, invalid UTF-8 or an unpaired surrogate
+// escape, missing text or messages, unknown role, roles out of order, empty
 // content, a chat with nothing to train) stop the run with an error naming
 // file:line (on_error = "fail") or are counted and listed (on_error =
-// "skip"). Nothing is dropped silently.
+// "skip"). Nothing is dropped silently. A chat's roles must be an optional
+// system message, then user and assistant turns alternating from user (a
+// user turn may follow a user turn only as a <tool_response>). An empty
+// input file, or a source without a usable record, is an error naming it.
 //
 // Run is a no-op when out_dir already holds datasets made from the same
-// configuration, tokenizer and input files (size and SHA-256); any change
-// rebuilds. Input is streamed: memory is bounded by the worker queue plus
-// sixteen bytes per record for deduplication.
+// configuration, tokenizer and input files (size and SHA-256) whose shards
+// match their manifests (sizes, counts and SHA-256); any change or damage
+// rebuilds, saying why. NewPlan computes that identity without building, so
+// a caller can first compare it with the data it used before. Runs on one
+// out_dir take turns (a lock on the directory); the build directory
+// (.prep-*) of a killed run is removed by the next. Input is streamed: memory
+// is bounded by the worker queue plus sixteen bytes per record for
+// deduplication.
 package prep

@@ -45,6 +45,9 @@ func resolve(cfg *Config) ([]inputFile, error) {
 			if err != nil {
 				return nil, fmt.Errorf("prep: source %s: %w", s.Name, err)
 			}
+			if size == 0 {
+				return nil, fmt.Errorf("prep: source %s: %s is empty", s.Name, p)
+			}
 			files = append(files, inputFile{src: i, InputFile: shard.InputFile{Path: p, Size: size, SHA256: sum}})
 		}
 	}
@@ -98,4 +101,31 @@ func openInput(path string) (*os.File, error) {
 		return nil, fmt.Errorf("prep: %w", err)
 	}
 	return f, nil
+}
+
+// ChangedInputs describes how the input files cur differ from old (by path,
+// size and SHA-256), one line per file: "PATH: changed (size A -> B bytes)",
+// "PATH: added" or "PATH: removed". It is empty when they are the same.
+func ChangedInputs(old, cur []shard.InputFile) []string {
+	was := map[string]shard.InputFile{}
+	for _, f := range old {
+		was[f.Path] = f
+	}
+	var out []string
+	for _, f := range cur {
+		o, ok := was[f.Path]
+		delete(was, f.Path)
+		switch {
+		case !ok:
+			out = append(out, f.Path+": added")
+		case o.Size != f.Size || o.SHA256 != f.SHA256:
+			out = append(out, fmt.Sprintf("%s: changed (size %d -> %d bytes, sha256 %.12s -> %.12s)", f.Path, o.Size, f.Size, o.SHA256, f.SHA256))
+		}
+	}
+	for _, f := range old {
+		if _, gone := was[f.Path]; gone {
+			out = append(out, f.Path+": removed")
+		}
+	}
+	return out
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,11 +27,33 @@ const SummaryName = "summary.json"
 // writes cfg.OutDir/summary.json. Progress goes to progress (nil: none);
 // the summary is printed there at the end.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (*Summary, error) {
+	p, err := NewPlan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return p.Run(ctx, progress)
+}
+
+// Plan is a prep run resolved but not started: the configuration with its
+// defaults, the tokenizer and every input file hashed. Its Hash identifies
+// the output, so a caller can compare it with the data it used before
+// (Plan.Inputs and ChangedInputs name what differs) and then Run it.
+type Plan struct {
+	cfg     Config
+	tok     *tokenizer.Tokenizer
+	tmpl    *chat.Template
+	files   []inputFile
+	cfgJSON json.RawMessage
+	// Hash is the prep hash of the output (a manifest's prep_hash).
+	Hash string
+}
+
+// NewPlan validates cfg, loads the tokenizer and hashes the inputs.
+func NewPlan(cfg Config) (*Plan, error) {
 	cfg.fill()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
 	tok, err := tokenizer.Load(cfg.Tokenizer)
 	if err != nil {
 		return nil, fmt.Errorf("prep: %w", err)
@@ -47,28 +70,64 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Summary, error) 
 	if err != nil {
 		return nil, err
 	}
-	if s := upToDate(cfg.OutDir, hash); s != nil {
+	return &Plan{cfg: cfg, tok: tok, tmpl: tmpl, files: files, cfgJSON: cfgJSON, Hash: hash}, nil
+}
+
+// Inputs returns the input files, in the order they are read, with their
+// sizes and SHA-256.
+func (p *Plan) Inputs() []shard.InputFile {
+	var in []shard.InputFile
+	for _, f := range p.files {
+		in = append(in, f.InputFile)
+	}
+	return in
+}
+
+// TokenizerHash returns the hash of the tokenizer the plan encodes with.
+func (p *Plan) TokenizerHash() string { return p.tok.Hash() }
+
+// Run builds the datasets, or does nothing when the output is up to date:
+// made by this plan's hash, with every shard matching its manifest (sizes,
+// counts and SHA-256). Output that fails those checks is rebuilt, and the
+// reason printed to progress.
+func (p *Plan) Run(ctx context.Context, progress io.Writer) (*Summary, error) {
+	start := time.Now()
+	cfg := p.cfg
+	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("prep: %w", err)
+	}
+	unlock, err := lockDir(cfg.OutDir, progress)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := removeStale(cfg.OutDir); err != nil {
+		return nil, err
+	}
+	s, why := upToDate(cfg.OutDir, p.Hash)
+	if s != nil {
 		if progress != nil {
 			fmt.Fprint(progress, s)
 		}
 		return s, nil
 	}
-	enc := &encoder{cfg: &cfg, tok: tok, tmpl: tmpl, eos: int32(tmpl.EOS()),
+	if why != "" && progress != nil {
+		fmt.Fprintf(progress, "prep: rebuilding %s: %s\n", cfg.OutDir, why)
+	}
+	enc := &encoder{cfg: &cfg, tok: p.tok, tmpl: p.tmpl, eos: int32(p.tmpl.EOS()),
 		opts: chat.Options{TrainTurns: cfg.TrainTurns, StripThinking: cfg.StripThinking}}
 	if cfg.DocPrefix != "" {
-		for _, t := range tok.Encode(cfg.DocPrefix) {
+		for _, t := range p.tok.Encode(cfg.DocPrefix) {
 			enc.prefix = append(enc.prefix, int32(t))
 		}
 	}
-	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
-		return nil, fmt.Errorf("prep: %w", err)
-	}
-	tmp, err := os.MkdirTemp(cfg.OutDir, ".prep-*")
+	tmp, err := os.MkdirTemp(cfg.OutDir, tmpPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("prep: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	b, err := newBuild(&cfg, tmp, tok, files)
+	files := p.files
+	b, err := newBuild(&cfg, tmp, p.tok, files)
 	if err != nil {
 		return nil, err
 	}
@@ -78,16 +137,17 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Summary, error) 
 		return nil, err
 	}
 	b.prog.finish()
-	meta := shard.Manifest{PrepConfig: cfgJSON, PrepHash: hash}
-	for _, f := range files {
-		meta.Inputs = append(meta.Inputs, f.InputFile)
+	if err := b.checkSources(files); err != nil {
+		b.abort()
+		return nil, err
 	}
+	meta := shard.Manifest{PrepConfig: p.cfgJSON, PrepHash: p.Hash, Inputs: p.Inputs()}
 	for _, w := range []*shard.DatasetWriter{b.train, b.val} {
 		if _, err := w.Close(meta); err != nil {
 			return nil, err
 		}
 	}
-	s := b.finishSummary(hash, start)
+	s = b.finishSummary(p.Hash, start)
 	if err := publish(cfg.OutDir, tmp, s); err != nil {
 		return nil, err
 	}
@@ -95,6 +155,25 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Summary, error) 
 		fmt.Fprint(progress, s)
 	}
 	return s, nil
+}
+
+// tmpPrefix names the directory a run builds in, inside out_dir. One left
+// over by a killed run is removed by the next run (which holds the lock of
+// out_dir, so no other run is using it).
+const tmpPrefix = ".prep-"
+
+// removeStale removes the build directories of earlier, killed runs.
+func removeStale(out string) error {
+	old, err := filepath.Glob(filepath.Join(out, tmpPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("prep: %w", err)
+	}
+	for _, d := range old {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("prep: removing %s left by a killed run: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // prepHash hashes what determines the output: the configuration (minus
@@ -123,21 +202,37 @@ func prepHash(cfg *Config, tokHash string, files []inputFile) (json.RawMessage, 
 	return cj, hex.EncodeToString(h[:]), nil
 }
 
-// upToDate returns the saved summary when out holds datasets of this hash.
-func upToDate(out, hash string) *Summary {
+// upToDate returns the saved summary when out holds datasets of this hash
+// whose shards match their manifests (sizes, counts, SHA-256). Otherwise it
+// returns why not: empty when out holds no datasets at all.
+func upToDate(out, hash string) (*Summary, string) {
 	for _, split := range []string{"train", "val"} {
-		m, err := shard.ReadManifest(filepath.Join(out, split))
-		if err != nil || m.PrepHash != hash {
-			return nil
+		dir := filepath.Join(out, split)
+		m, err := shard.ReadManifest(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ""
+		}
+		if err != nil {
+			return nil, err.Error()
+		}
+		if m.PrepHash != hash {
+			return nil, fmt.Sprintf("%s was made from other inputs, options or tokenizer", dir)
 		}
 	}
 	b, err := os.ReadFile(filepath.Join(out, SummaryName))
 	var s Summary
 	if err != nil || json.Unmarshal(b, &s) != nil || s.PrepHash != hash {
-		return nil
+		return nil, fmt.Sprintf("%s is missing or stale", filepath.Join(out, SummaryName))
+	}
+	for _, split := range []string{"train", "val"} {
+		ds, err := shard.OpenDataset(filepath.Join(out, split), shard.OpenOptions{VerifySHA256: true})
+		if err != nil {
+			return nil, err.Error()
+		}
+		ds.Close()
 	}
 	s.UpToDate = true
-	return &s
+	return &s, ""
 }
 
 // publish moves the finished datasets from tmp into out, replacing old ones,
@@ -167,10 +262,12 @@ type build struct {
 	seen       map[[16]byte]struct{}
 	sum        Summary
 	prog       *progress
+	// firstReject is the first rejection of each source.
+	firstReject []string
 }
 
 func newBuild(cfg *Config, tmp string, tok *tokenizer.Tokenizer, files []inputFile) (*build, error) {
-	b := &build{cfg: cfg, seen: map[[16]byte]struct{}{}}
+	b := &build{cfg: cfg, seen: map[[16]byte]struct{}{}, firstReject: make([]string, len(cfg.Sources))}
 	var names []string
 	for _, s := range cfg.Sources {
 		names = append(names, s.Name)
@@ -333,6 +430,9 @@ func (b *build) collect(c *chunk, res []processed) error {
 			}
 			ss.Rejected++
 			b.sum.Rejected++
+			if b.firstReject[c.file.src] == "" {
+				b.firstReject[c.file.src] = rerr.Error()
+			}
 			if len(b.sum.Reasons) < MaxReasons {
 				b.sum.Reasons = append(b.sum.Reasons, rerr.Error())
 			}
@@ -372,6 +472,28 @@ func (b *build) collect(c *chunk, res []processed) error {
 		}
 	}
 	b.prog.add(c.bytes, b.sum.TrainDocs+b.sum.ValDocs)
+	return nil
+}
+
+// checkSources refuses a source that gave nothing to train on: no records
+// (blank lines only) or every record rejected.
+func (b *build) checkSources(files []inputFile) error {
+	for i, ss := range b.sum.Sources {
+		src := b.cfg.Sources[i]
+		var paths []string
+		for _, f := range files {
+			if f.src == i {
+				paths = append(paths, f.Path)
+			}
+		}
+		where := fmt.Sprintf("prep: source %s (%s)", src.Name, strings.Join(paths, ", "))
+		switch {
+		case ss.Records == 0:
+			return fmt.Errorf("%s: no records, only blank lines", where)
+		case ss.Rejected == ss.Records:
+			return fmt.Errorf("%s: all %d records rejected, the first: %s", where, ss.Records, b.firstReject[i])
+		}
+	}
 	return nil
 }
 

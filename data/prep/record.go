@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
@@ -33,6 +34,14 @@ var (
 	ErrNoMessages = errors.New(`missing or empty "messages"`)
 	ErrEmptyTurn  = errors.New("message with empty content")
 	ErrNoTrained  = errors.New("chat with nothing to train")
+	// ErrInvalidUTF8 is a line that is not UTF-8, or a JSON string with an
+	// unpaired surrogate escape (encoding/json would turn both into U+FFFD).
+	ErrInvalidUTF8 = errors.New("invalid UTF-8")
+	// ErrRoleOrder is a chat whose roles are not an optional system message
+	// followed by user and assistant turns alternating, from user. A user
+	// turn may follow a user turn only as a tool response
+	// (<tool_response>...</tool_response>, as Qwen's templates mark them).
+	ErrRoleOrder = errors.New("roles out of order")
 )
 
 // encoder turns one record into token pieces; shared by all workers.
@@ -64,6 +73,9 @@ type chatRecord struct {
 }
 
 func (e *encoder) process(kind string, line []byte) processed {
+	if err := checkUTF8(line); err != nil {
+		return processed{err: err}
+	}
 	line = bytes.TrimSpace(line)
 	if kind == KindChats {
 		return e.chat(line)
@@ -135,6 +147,9 @@ func (e *encoder) chat(line []byte) processed {
 		}
 		parts = append(parts, m.Role, m.Content)
 	}
+	if err := checkRoles(r.Messages); err != nil {
+		return processed{err: err}
+	}
 	ids, mask, err := e.tmpl.Render(r.Messages, e.opts)
 	if err != nil {
 		return processed{err: err}
@@ -183,4 +198,98 @@ func draw(seed uint64, purpose byte, key [16]byte) float64 {
 	copy(b[9:], key[:])
 	s := sha256.Sum256(b[:])
 	return float64(binary.LittleEndian.Uint64(s[:])>>11) / (1 << 53)
+}
+
+// checkUTF8 reports the first invalid UTF-8 byte of line, or the first
+// \u escape of a surrogate that is not a high surrogate followed by a low
+// one, as an ErrInvalidUTF8 with its byte offset.
+func checkUTF8(line []byte) error {
+	if !utf8.Valid(line) {
+		off := 0
+		for off < len(line) {
+			r, n := utf8.DecodeRune(line[off:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			off += n
+		}
+		return fmt.Errorf("%w at byte %d", ErrInvalidUTF8, off)
+	}
+	for i := 0; ; {
+		k := bytes.IndexByte(line[i:], '\\')
+		if k < 0 || i+k+1 >= len(line) {
+			return nil
+		}
+		i += k
+		r, ok := escapedRune(line, i)
+		if !ok {
+			i += 2 // \\, \" and the like, or a malformed escape that JSON reports
+			continue
+		}
+		switch {
+		case r >= 0xd800 && r < 0xdc00:
+			if lo, ok := escapedRune(line, i+6); ok && lo >= 0xdc00 && lo < 0xe000 {
+				i += 12
+				continue
+			}
+			return fmt.Errorf("%w: unpaired surrogate escape %s at byte %d", ErrInvalidUTF8, line[i:i+6], i)
+		case r >= 0xdc00 && r < 0xe000:
+			return fmt.Errorf("%w: unpaired surrogate escape %s at byte %d", ErrInvalidUTF8, line[i:i+6], i)
+		}
+		i += 6
+	}
+}
+
+// escapedRune decodes the escape \uXXXX at b[i:].
+func escapedRune(b []byte, i int) (rune, bool) {
+	if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i+2 : i+6] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+// checkRoles reports a chat whose roles are out of order (see ErrRoleOrder).
+// Unknown roles are left to the chat template, which names them.
+func checkRoles(msgs []chat.Message) error {
+	prev := ""
+	for i, m := range msgs {
+		ok := true
+		switch m.Role {
+		case "system":
+			ok = i == 0
+		case "user":
+			ok = prev == "" || prev == "system" || prev == "assistant" || isToolResponse(m.Content)
+		case "assistant":
+			ok = prev == "user"
+		default:
+			return nil
+		}
+		if !ok {
+			after := "the start"
+			if i > 0 {
+				after = fmt.Sprintf("message %d (%s)", i-1, prev)
+			}
+			return fmt.Errorf("%w: message %d (%s) after %s; want an optional system message, then user and assistant "+
+				"turns alternating, from user", ErrRoleOrder, i, m.Role, after)
+		}
+		prev = m.Role
+	}
+	return nil
+}
+
+func isToolResponse(s string) bool {
+	return strings.HasPrefix(s, "<tool_response>") && strings.HasSuffix(s, "</tool_response>")
 }
