@@ -52,7 +52,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "msmtrain demo: MSM then AFT of a tiny model on CPU (%d threads), run directory %s\n", torch.NumThreads(), *out)
-	if err := trainConfig(cfg, stdout, stderr); err != nil {
+	if err := trainConfig(cfg, "", stdout, stderr); err != nil {
 		return err
 	}
 	return demoSummary(cfg, dataDir, stdout, time.Since(start))
@@ -138,7 +138,11 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 		if !ok || err != nil || json.Unmarshal(b, &mc) != nil {
 			continue
 		}
-		line(fmt.Sprintf("after %s (%d steps, loss %.2f, held-out %.2f)", st.Name, sum.Steps, sum.FinalTrainLoss, sum.FinalEvalLoss), mc)
+		heldOut := "no held-out data"
+		if sum.FinalEvalLoss != nil {
+			heldOut = fmt.Sprintf("held-out %.2f", *sum.FinalEvalLoss)
+		}
+		line(fmt.Sprintf("after %s (%d steps, loss %.2f, %s)", st.Name, sum.Steps, sum.FinalTrainLoss, heldOut), mc)
 	}
 	last := cfg.Stages[len(cfg.Stages)-1].Name
 	gen := filepath.Join(cfg.OutDir, last, "generations.jsonl")

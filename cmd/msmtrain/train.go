@@ -38,7 +38,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("train", stderr)
 	path := fs.String("config", "", "training config (TOML)")
 	var sets multiFlag
-	fs.Var(&sets, "set", "override a config value: section.key=value (repeatable)")
+	fs.Var(&sets, "set", "override a config value: section.key=value or stages.NAME.key=value (repeatable)")
+	restart := fs.String("restart-stage", "", "start stage NAME over from step 0 if its data changed since it started "+
+		"(its checkpoints are discarded); without it such a stage is refused")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,15 +51,53 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return trainConfig(cfg, stdout, stderr)
+	if *restart != "" && !hasStage(cfg, *restart) {
+		return fmt.Errorf("train: --restart-stage %s: the config has no stage of that name", *restart)
+	}
+	return trainConfig(cfg, *restart, stdout, stderr)
 }
 
-// trainConfig sets up the process (device, threads, process group, signals) and runs every stage of cfg.
-func trainConfig(cfg *train.Config, stdout, stderr io.Writer) error {
+func hasStage(cfg *train.Config, name string) bool {
+	for _, st := range cfg.Stages {
+		if st.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// trainConfig sets up the process (signals, device, threads, process group) and runs every stage of cfg.
+//
+// SIGTERM, SIGUSR1 and an interrupt ask for a stop, from the first moment on: while the processes join (which
+// waits for all of them), load the model or prepare data, as well as while they train. train.Run honours it at the
+// next point where the run's files are complete and returns train.ErrStopped, and the process exits with status 3
+// (the Slurm scripts requeue on it; see scripts/slurm). A second interrupt exits at once.
+func trainConfig(cfg *train.Config, restartStage string, stdout, stderr io.Writer) error {
+	var stop atomic.Bool
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGUSR1, os.Interrupt)
+	defer func() {
+		signal.Stop(sigs)
+		close(sigs)
+	}()
 	denv, err := dist.FromEnv(os.Getenv)
 	if err != nil {
 		return err
 	}
+	if denv.Rank != 0 {
+		stdout, stderr = io.Discard, io.Discard
+	}
+	go func(w io.Writer) {
+		for s := range sigs {
+			if stop.Load() && s == os.Interrupt {
+				fmt.Fprintln(os.Stderr, "msmtrain: second interrupt: exiting without a checkpoint")
+				os.Exit(130)
+			}
+			fmt.Fprintf(w, "msmtrain: %v: stopping at the next safe point (after this step, with a checkpoint, once "+
+				"training runs), then exiting with status 3\n", s)
+			stop.Store(true)
+		}
+	}(stderr)
 	dev, err := processDevice(cfg.Model.Device, denv.LocalRank)
 	if err != nil {
 		return fmt.Errorf("model.device: %w", err)
@@ -76,32 +116,26 @@ func trainConfig(cfg *train.Config, stdout, stderr io.Writer) error {
 	}
 	pg, err := dist.Init(denv, cfg.Dist.Backend, dev, time.Duration(cfg.Dist.TimeoutSeconds)*time.Second)
 	if err != nil {
+		if stop.Load() { // nothing is written before the group forms
+			return &exitCode{3, fmt.Errorf("stopped by a signal while the processes joined (%v); nothing was written: "+
+				"run the same command to start", err)}
+		}
 		return err
 	}
 	if pg != nil {
 		defer pg.Close()
 	}
-	if denv.Rank != 0 {
-		stdout, stderr = io.Discard, io.Discard
-	}
-	var stop atomic.Bool
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGUSR1, os.Interrupt)
-	defer signal.Stop(sigs)
-	go func() {
-		for s := range sigs {
-			if stop.Load() && s == os.Interrupt {
-				fmt.Fprintln(os.Stderr, "msmtrain: second interrupt: exiting without a checkpoint")
-				os.Exit(130)
-			}
-			fmt.Fprintf(stderr, "msmtrain: %v: saving a checkpoint after this step, then exiting\n", s)
-			stop.Store(true)
-		}
-	}()
 	err = train.Run(context.Background(), cfg, train.Env{Out: stdout, Err: stderr, Dist: denv, PG: pg, Device: dev,
-		Build: buildModel, Stop: &stop, StageEnd: stageEvals})
-	if errors.Is(err, train.ErrStopped) {
+		Build: buildModel, Stop: &stop, StageEnd: stageEvals, RestartStage: restartStage})
+	switch {
+	case errors.Is(err, train.ErrStopped):
 		return &exitCode{3, err}
+	case err != nil && stop.Load():
+		// Asked to stop, this process failed on the way, most often because another one had stopped first (a
+		// lost connection to rank 0). The run's files are consistent whatever the point: checkpoints, prepared
+		// data and stage outputs are published only when complete.
+		return &exitCode{3, fmt.Errorf("stopped by a signal, with: %w; checkpoints and prepared data are published only "+
+			"when complete: run the same command to resume", err)}
 	}
 	return err
 }

@@ -13,6 +13,7 @@
 //	metrics.jsonl          one JSON line per step and per evaluation
 //	data/<stage>/          prepared shards (train/, val/)
 //	checkpoints/           <stage>-stepNNNNNNNN/ (see checkpoint.go)
-//	<stage>/               the stage's outputs: adapter/ (PEFT) or model/ (HF), summary.json, DONE
+//	<stage>/               output/ (a PEFT adapter, or a Hugging Face model), summary.json, DONE, and
+//	                       data.json (the data the stage started on; see stagedata.go)
 //	summary.json           every finished stage
 package train

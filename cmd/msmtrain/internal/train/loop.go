@@ -41,13 +41,23 @@ func (r *stageRun) loop(ctx context.Context) error {
 	t := r.st.Train
 	flops := r.model.FLOPsPerToken(t.SeqLen)
 	peak := peakTFLOPS(r.cfg.Model.PeakTFLOPS, r.env.Device) * 1e12
+	// a stop that came before this process's first step of the stage (model loading, the stage switch, setup):
+	// the latest checkpoint, if any, is where a re-run resumes, so there is nothing new to save
+	if stop, err := agreeStop(r.env); err != nil {
+		return err
+	} else if stop {
+		if r.rank == 0 {
+			r.con.printf("stage %s: stop requested before step %d; nothing new to save\n", r.st.Name, r.step+1)
+		}
+		return ErrStopped
+	}
 	if r.cfg.Eval.AtStart && r.step == 0 && r.val != nil {
 		if _, err := r.evaluate(); err != nil {
 			return err
 		}
 	}
 	for r.step < r.total {
-		if err := ctx.Err(); err != nil {
+		if err := cancelled(ctx); err != nil { // a stop request is honoured after the step, with a checkpoint
 			return err
 		}
 		t0 := time.Now()
@@ -229,18 +239,24 @@ func batchTensors(b *loader.Batch, dev torch.Device) batchIn {
 // allSum sums small values across processes (float64, exact for counts below 2^53).
 func (r *stageRun) allSum(v []float64) ([]float64, error) { return r.allReduce(v, torch.ReduceOpSum) }
 
-// allReduce reduces small values across processes, on the training device (NCCL reduces only CUDA tensors).
+// allReduce reduces small values across the processes of the stage.
 func (r *stageRun) allReduce(v []float64, op torch.ReduceOp) ([]float64, error) {
-	if r.env.PG == nil {
+	return reduceSmall(r.env, v, op)
+}
+
+// reduceSmall reduces small values across processes, on the training device (NCCL reduces only CUDA tensors). The
+// result is read back to the host, so the call returns only once every process has contributed.
+func reduceSmall(env Env, v []float64, op torch.ReduceOp) ([]float64, error) {
+	if env.PG == nil {
 		return v, nil
 	}
 	s := torch.NewScope()
 	defer s.Close()
-	t := torch.FromFloat64s(v).ToDevice(r.env.Device)
+	t := torch.FromFloat64s(v).ToDevice(env.Device)
 	if err := t.Err(); err != nil {
 		return nil, err
 	}
-	if err := r.env.PG.AllReduce([]*torch.Tensor{t}, op); err != nil {
+	if err := env.PG.AllReduce([]*torch.Tensor{t}, op); err != nil {
 		return nil, err
 	}
 	return t.Float64s()
@@ -384,10 +400,9 @@ func (r *stageRun) checkpoint() (string, error) {
 			return "", err
 		}
 	}
-	if r.env.PG != nil {
-		if err := r.env.PG.Barrier(); err != nil {
-			return "", err
-		}
+	// no process goes on (or exits on a stop) before the checkpoint is durable
+	if err := waitRank0(r.env, fmt.Sprintf("rank 0 to save the checkpoint of stage %s step %d", r.st.Name, r.step)); err != nil {
+		return "", err
 	}
 	return path, nil
 }

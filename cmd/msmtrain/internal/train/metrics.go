@@ -51,7 +51,8 @@ type metricsLog struct {
 }
 
 // openMetrics opens the metrics file for appending, first dropping the lines of stage beyond step: those were
-// written by a run that died after its last checkpoint and will be produced again. Lines of other stages stay.
+// written by a run that died after its last checkpoint and will be produced again. A stage starting at step 0 has
+// no lines yet: any found are of an attempt started over (--restart-stage) and go too. Lines of other stages stay.
 func openMetrics(path, stage string, step int) (*metricsLog, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		var keep bytes.Buffer
@@ -63,7 +64,7 @@ func openMetrics(path, stage string, step int) (*metricsLog, error) {
 				Stage string `json:"stage"`
 				Step  int    `json:"step"`
 			}
-			if json.Unmarshal(line, &r) == nil && r.Stage == stage && r.Step > step {
+			if json.Unmarshal(line, &r) == nil && r.Stage == stage && (r.Step > step || step == 0) {
 				continue
 			}
 			keep.Write(line)

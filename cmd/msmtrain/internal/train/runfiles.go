@@ -53,7 +53,8 @@ func notSymlink(path string) error {
 func (c *Config) checkRunLinks() error {
 	paths := []string{"config.toml", "metrics.jsonl", "summary.json"}
 	for _, st := range c.Stages {
-		paths = append(paths, filepath.Join(st.Name, "summary.json"), filepath.Join(st.Name, "DONE"))
+		paths = append(paths, filepath.Join(st.Name, "summary.json"), filepath.Join(st.Name, "DONE"),
+			filepath.Join(st.Name, dataRecordName))
 	}
 	for _, p := range paths {
 		if err := notSymlink(filepath.Join(c.OutDir, p)); err != nil {

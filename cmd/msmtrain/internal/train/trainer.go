@@ -13,8 +13,6 @@ import (
 
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/prep"
-	"github.com/msmtrain/msmtrain/data/shard"
-	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/dist"
 	"github.com/msmtrain/msmtrain/torch/optim"
@@ -53,6 +51,10 @@ type Env struct {
 	StopAfter int
 	// StageEnd, if set, runs on rank 0 after a stage's output is saved: the stage's configured evaluations.
 	StageEnd func(cfg *Config, st *Stage, m Model) error
+	// RestartStage names a stage to start over from step 0 when its data changed since it started (its
+	// checkpoints are discarded); without it such a stage is refused. With unchanged data the stage resumes as
+	// usual, so a requeued job may keep passing it.
+	RestartStage string
 }
 
 // ErrStopped is returned when a stop was requested: a checkpoint was saved and re-running resumes.
@@ -67,9 +69,12 @@ type StageSummary struct {
 	TrainedTokens  int64   `json:"trained_tokens"`
 	SkippedSteps   int     `json:"skipped_steps"`
 	FinalTrainLoss float64 `json:"final_train_loss"`
-	FinalEvalLoss  float64 `json:"final_eval_loss"`
-	Seconds        float64 `json:"seconds"`
-	Output         string  `json:"output"`
+	// FinalEvalLoss is the held-out loss at the end of the stage; null when there was no held-out data, and
+	// EvalNote says why.
+	FinalEvalLoss *float64 `json:"final_eval_loss"`
+	EvalNote      string   `json:"eval_note,omitempty"`
+	Seconds       float64  `json:"seconds"`
+	Output        string   `json:"output"`
 }
 
 // Run runs every stage of cfg in order, skipping finished ones and resuming an interrupted one.
@@ -116,6 +121,9 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 		}
 	}
 	hash := Hash(resolved)
+	if stop, err := agreeStop(env); err != nil || stop { // a signal while the processes joined: before the long load
+		return stopErr(stop, err)
+	}
 	model, err := env.Build(cfg, env.Device)
 	if err != nil {
 		return err
@@ -226,71 +234,20 @@ func (c *Config) PrepConfig(st *Stage) (prep.Config, error) {
 	return pc, nil
 }
 
-// prepareData prepares the stage's sources into RUN/data/<stage> (rank 0; the others wait) and opens them.
-func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (train, val *shard.Dataset, tokHash string, err error) {
-	pc, err := cfg.PrepConfig(st)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	if st.Dataset != "" {
-		return openPrepared(cfg, st)
-	}
-	if env.Dist.Rank == 0 {
-		var progress io.Writer = env.Err
-		sum, err := prep.Run(ctx, pc, progress)
-		if err != nil {
-			return nil, nil, "", fmt.Errorf("stage %s: data: %w", st.Name, err)
-		}
-		if !sum.UpToDate {
-			fmt.Fprintf(env.Out, "stage %s: prepared %d train docs (%d tokens), %d val docs\n", st.Name, sum.TrainDocs,
-				sum.TrainTokens, sum.ValDocs)
-		}
-	}
-	if env.PG != nil {
-		if err := env.PG.Barrier(); err != nil {
-			return nil, nil, "", err
-		}
-	}
-	train, err = shard.OpenDataset(filepath.Join(pc.OutDir, "train"), shard.OpenOptions{})
-	if err != nil {
-		return nil, nil, "", err
-	}
-	if v, err := shard.OpenDataset(filepath.Join(pc.OutDir, "val"), shard.OpenOptions{}); err == nil && v.NumDocs() > 0 {
-		val = v
-	}
-	return train, val, train.Manifest.TokenizerHash, nil
-}
-
-// openPrepared opens a stage's dataset directory, which must have been made with the model's tokenizer.
-func openPrepared(cfg *Config, st *Stage) (train, val *shard.Dataset, tokHash string, err error) {
-	tok, err := tokenizer.Load(cfg.TokenizerPath())
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("stage %s: %w", st.Name, err)
-	}
-	o := shard.OpenOptions{TokenizerHash: tok.Hash()}
-	train, err = shard.OpenDataset(filepath.Join(st.Dataset, "train"), o)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("stage %s: dataset: %w", st.Name, err)
-	}
-	if v, err := shard.OpenDataset(filepath.Join(st.Dataset, "val"), o); err == nil && v.NumDocs() > 0 {
-		val = v
-	}
-	return train, val, tok.Hash(), nil
-}
-
 // runStage trains one stage to its end (or to a stop), resuming from its latest checkpoint.
 func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, hash string) (StageSummary, error) {
 	st := &cfg.Stages[idx]
 	rank, world := env.Dist.Rank, max(env.Dist.World, 1)
 	rank0 := rank == 0
 	t := st.Train
-	trainDS, valDS, _, err := prepareData(ctx, cfg, st, env)
+	data, err := prepareData(ctx, cfg, st, env)
 	if err != nil {
 		return StageSummary{}, err
 	}
-	defer trainDS.Close()
-	if valDS != nil {
-		defer valDS.Close()
+	defer data.Close()
+	trainDS, valDS := data.train, data.val
+	if rank0 && valDS == nil {
+		fmt.Fprintf(env.Err, "stage %s: %s; the stage reports no eval loss\n", st.Name, data.noVal)
 	}
 	accum, err := t.accumulation(world)
 	if err != nil {
@@ -335,6 +292,13 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
 	defer ld.Close()
+	var warn io.Writer
+	if rank0 {
+		warn = env.Err
+	}
+	if err := checkPadding(st, trainDS, ld, world, warn); err != nil {
+		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
+	}
 
 	total := t.Steps
 	if total == 0 {
@@ -391,14 +355,15 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 	if r.con != nil {
 		r.con.done()
 	}
-	evalLoss := 0.0
+	sum := StageSummary{Name: st.Name, Kind: st.Kind, Steps: r.step, Tokens: r.counters.Tokens, TrainedTokens: r.counters.Trained,
+		SkippedSteps: r.counters.Skipped, FinalTrainLoss: r.counters.LastLoss, EvalNote: data.noVal, Seconds: r.counters.Seconds}
 	if r.val != nil {
-		if evalLoss, err = r.evaluate(); err != nil {
+		l, err := r.evaluate()
+		if err != nil {
 			return StageSummary{}, err
 		}
+		sum.FinalEvalLoss = &l
 	}
-	sum := StageSummary{Name: st.Name, Kind: st.Kind, Steps: r.step, Tokens: r.counters.Tokens, TrainedTokens: r.counters.Trained,
-		SkippedSteps: r.counters.Skipped, FinalTrainLoss: r.counters.LastLoss, FinalEvalLoss: evalLoss, Seconds: r.counters.Seconds}
 	stageDir := filepath.Join(cfg.OutDir, st.Name)
 	if rank0 {
 		out := filepath.Join(stageDir, "output")
@@ -427,13 +392,16 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 		if err := writeFileAtomic(filepath.Join(stageDir, "DONE"), b); err != nil {
 			return sum, err
 		}
-		fmt.Fprintf(env.Out, "stage %s: done in %.1fs: %d steps, final train loss %.4f, eval loss %.4f; output %s\n",
-			st.Name, sum.Seconds, sum.Steps, sum.FinalTrainLoss, sum.FinalEvalLoss, out)
-	}
-	if env.PG != nil {
-		if err := env.PG.Barrier(); err != nil {
-			return sum, err
+		eval := "no held-out data"
+		if sum.FinalEvalLoss != nil {
+			eval = fmt.Sprintf("eval loss %.4f", *sum.FinalEvalLoss)
 		}
+		fmt.Fprintf(env.Out, "stage %s: done in %.1fs: %d steps, final train loss %.4f, %s; output %s\n",
+			st.Name, sum.Seconds, sum.Steps, sum.FinalTrainLoss, eval, out)
+	}
+	// the next stage loads this output, and a stop exits: neither before rank 0 has written it all
+	if err := waitRank0(env, "rank 0 to save the output of stage "+st.Name+" and run its evaluations"); err != nil {
+		return sum, err
 	}
 	return sum, nil
 }

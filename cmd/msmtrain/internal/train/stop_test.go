@@ -1,0 +1,63 @@
+package train
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDataParallelStopOneRank: a signal to one process only (here rank 1: Slurm may deliver to one task first)
+// stops every process at the same step, each with ErrStopped after one shared checkpoint, and resuming gives the
+// metrics of an uninterrupted run.
+func TestDataParallelStopOneRank(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	train := "steps = 12\nglobal_batch = 4"
+	ref := filepath.Join(dir, "ref")
+	runRanks(t, writeConfig(t, dir, "ref.toml", testConfig(dir, ref, train)), 2)
+	out := filepath.Join(dir, "stopped")
+	cfgPath := writeConfig(t, dir, "stopped.toml", strings.Replace(testConfig(dir, out, train), "every = 1\n", "every = 1000\n", 1))
+	port := freePort(t)
+	var cmds []*exec.Cmd
+	var bufs []*strings.Builder
+	for rank := range 2 {
+		cmd := worker(t, cfgPath, fmt.Sprintf("RANK=%d", rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
+			fmt.Sprintf("MASTER_PORT=%d", port), "MSM_TRAIN_STEP_DELAY=1")
+		b := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = b, b
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		cmds, bufs = append(cmds, cmd), append(bufs, b)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl")); strings.Count(string(b), "\n") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run never started\n%s", bufs[0].String())
+		}
+	}
+	cmds[1].Process.Signal(syscall.SIGTERM)
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil || !strings.Contains(bufs[i].String(), "WORKER STOPPED") {
+			t.Fatalf("rank %d: %v\n%s", i, err, bufs[i].String())
+		}
+	}
+	cks, _ := listCheckpoints(filepath.Join(out, "checkpoints"), "msm")
+	if len(cks) != 1 {
+		t.Fatalf("checkpoints after the stop: %v", cks)
+	}
+	st, err := readCkptState(cks[0])
+	if err != nil || st.Step >= 12 || len(st.Loaders) != 2 {
+		t.Fatalf("checkpoint state %+v, %v", st, err)
+	}
+	runRanks(t, cfgPath, 2)
+	sameMetrics(t, readMetrics(t, filepath.Join(ref, "metrics.jsonl")), readMetrics(t, filepath.Join(out, "metrics.jsonl")))
+}
