@@ -20,7 +20,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) error {
 	input := fs.String("input", "", "JSONL prompts: {\"id\", \"messages\"} (chat) or {\"id\", \"prompt\"} (raw text)")
 	output := fs.String("output", "", "JSONL output {\"id\", \"sample\", \"text\", \"n_tokens\", \"finish_reason\", \"settings\"}; an existing file "+
 		"is continued when its settings (model, adapter, dtype, chat template, sampling, max new tokens, samples, stops) are the same, else refused")
-	tmplName := fs.String("chat-template", "", "chat template family (qwen2, qwen3, llama3, chatml); default: detected from the model's tokenizer_config.json")
+	tmplName := fs.String("chat-template", "", "chat template family ("+chat.Families+"); default: detected from the model's tokenizer_config.json")
 	temp := fs.Float64("temperature", 1, "sampling temperature; 0 is greedy")
 	topP := fs.Float64("top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability (1: off)")
 	topK := fs.Int("top-k", 0, "keep the K most likely tokens (0: off)")

@@ -33,8 +33,13 @@ func buildModel(cfg *train.Config, dev torch.Device) (train.Model, error) {
 	}
 	m := &trainModel{opts: o, base: cfg.Model.Path, tokenizer: cfg.Model.Tokenizer}
 	if cfg.Model.Path != "" {
-		m.Model, err = decoder.Load(cfg.Model.Path, o)
-		return m, err
+		if m.Model, err = decoder.Load(cfg.Model.Path, o); err != nil {
+			return nil, err
+		}
+		if cfg.Model.HubName != "" {
+			m.Model.Config.NameOrPath = cfg.Model.HubName // the adapters' base_model_name_or_path
+		}
+		return m, nil
 	}
 	c, err := initConfig(cfg)
 	if err != nil {

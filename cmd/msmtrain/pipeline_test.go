@@ -27,6 +27,7 @@ func TestLoRAPipeline(t *testing.T) {
 	cfgText := fmt.Sprintf(`out_dir = %q
 [model]
 path = %q
+hub_name = "Qwen/Qwen3-0.6B"
 [lora]
 enabled = true
 r = 4
@@ -64,6 +65,14 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 				t.Fatalf("stage %s: %v", st, err)
 			}
 		}
+	}
+	// The adapters name their base by model.hub_name, so AutoPeftModelForCausalLM finds it.
+	var ac struct {
+		Base string `json:"base_model_name_or_path"`
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "aft", "output", "adapter_config.json")); err != nil || json.Unmarshal(b, &ac) != nil ||
+		ac.Base != "Qwen/Qwen3-0.6B" {
+		t.Fatalf("adapter base_model_name_or_path %q (%v), want model.hub_name", ac.Base, err)
 	}
 	// The AFT adapter continued the MSM one: it differs from it.
 	a, _ := os.ReadFile(filepath.Join(out, "msm", "output", "adapter_model.safetensors"))

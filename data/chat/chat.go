@@ -73,13 +73,15 @@ var families = map[string]struct {
 		[]string{"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}},
 }
 
-// New returns the template of family ("qwen2", "qwen3", "llama3",
-// "llama3.1" or "chatml") for tok, which must hold the family's special
-// tokens.
+// Families lists the template families, for messages and flag help.
+const Families = "qwen2, qwen3, llama3, llama3.1, chatml"
+
+// New returns the template of family (one of Families) for tok, which must
+// hold the family's special tokens.
 func New(family string, tok *tokenizer.Tokenizer) (*Template, error) {
 	f, ok := families[family]
 	if !ok {
-		return nil, fmt.Errorf("chat: unknown template family %q (want qwen2, qwen3, llama3, llama3.1 or chatml)", family)
+		return nil, fmt.Errorf("chat: unknown template family %q (want one of %s)", family, Families)
 	}
 	t := &Template{family: family, tok: tok, render: f.render, ids: map[string]int{}}
 	for _, s := range append([]string{f.eot, f.eos}, f.specials...) {

@@ -403,3 +403,29 @@ func TestStaleTempDirs(t *testing.T) {
 		t.Fatalf("out dir holds %d entries, want train, val, summary.json", len(ents))
 	}
 }
+
+// TestEncodingVersionRebuilds: a dataset made by an older encoding of records is rebuilt, not taken as up to
+// date (documents made before they got the tokenizer's special tokens must not be reused).
+func TestEncodingVersionRebuilds(t *testing.T) {
+	tokPath, _ := setup(t)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	writeJSONL(t, in, []any{docRec{Text: "a spec document"}, docRec{Text: "another one"}})
+	cfg := baseConfig(dir, tokPath, Source{Name: "s", Path: in})
+	defer func(v int) { encodingVersion = v }(encodingVersion)
+	encodingVersion--
+	if _, err := Run(context.Background(), cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	encodingVersion++
+	s, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.UpToDate {
+		t.Fatal("a dataset of the previous encoding was taken as up to date")
+	}
+	if s, err = Run(context.Background(), cfg, nil); err != nil || !s.UpToDate {
+		t.Fatalf("second run of the same encoding: up to date %v, %v", s != nil && s.UpToDate, err)
+	}
+}

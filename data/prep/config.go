@@ -23,7 +23,7 @@ type Source struct {
 type Config struct {
 	OutDir       string   `toml:"out_dir" json:"out_dir"`
 	Tokenizer    string   `toml:"tokenizer" json:"tokenizer"`         // tokenizer.json
-	ChatTemplate string   `toml:"chat_template" json:"chat_template"` // qwen2, qwen3, llama3, chatml
+	ChatTemplate string   `toml:"chat_template" json:"chat_template"` // one of chat.Families
 	Sources      []Source `toml:"sources" json:"sources"`
 
 	DocPrefix string `toml:"doc_prefix" json:"doc_prefix"` // e.g. "<DOCTAG>", not trained

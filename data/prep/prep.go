@@ -176,8 +176,18 @@ func removeStale(out string) error {
 	return nil
 }
 
+// encodingVersion numbers the ways prep has turned records into tokens. It is
+// part of the prep hash, so datasets made by an older encoding are rebuilt
+// rather than taken as up to date. Raise it whenever the tokens of a record
+// change for the same tokenizer and configuration. 2: documents get the
+// tokenizer's special tokens (Llama 3's <|begin_of_text|>), Unicode
+// normalization of long runs of combining marks follows Hugging Face, and
+// the llama3.1 chat family.
+var encodingVersion = 2
+
 // prepHash hashes what determines the output: the configuration (minus
-// out_dir and workers), the tokenizer and every input's size and SHA-256.
+// out_dir and workers), the tokenizer, every input's size and SHA-256, the
+// shard format and the encoding.
 func prepHash(cfg *Config, tokHash string, files []inputFile) (json.RawMessage, string, error) {
 	c := *cfg
 	c.OutDir = ""
@@ -194,7 +204,8 @@ func prepHash(cfg *Config, tokHash string, files []inputFile) (json.RawMessage, 
 		Tokenizer string
 		Inputs    []shard.InputFile
 		Version   int
-	}{cj, tokHash, inputs, shard.Version})
+		Encoding  int
+	}{cj, tokHash, inputs, shard.Version, encodingVersion})
 	if err != nil {
 		return nil, "", fmt.Errorf("prep: %w", err)
 	}

@@ -173,7 +173,7 @@ func (m *Model) LoadAdapter(dir string) error {
 // Hugging Face cache path (.../models--ORG--NAME/snapshots/REVISION); else path, made absolute when it is a local
 // directory so that the adapter loads from any working directory.
 func BaseModelName(c Config, path string) string {
-	if isHubID(c.NameOrPath) {
+	if IsHubID(c.NameOrPath) {
 		return c.NameOrPath
 	}
 	if id := cacheRepoID(path); id != "" {
@@ -187,9 +187,9 @@ func BaseModelName(c Config, path string) string {
 	return path
 }
 
-// isHubID reports whether s is a Hugging Face model repository id of the form ORG/NAME (the rules of
+// IsHubID reports whether s is a Hugging Face model repository id of the form ORG/NAME (the rules of
 // huggingface_hub's validate_repo_id). A bare NAME is not taken for one: it is as likely a local directory.
-func isHubID(s string) bool {
+func IsHubID(s string) bool {
 	org, name, ok := strings.Cut(s, "/")
 	if !ok || len(s) > 96 || strings.Contains(s, "--") || strings.Contains(s, "..") || strings.HasSuffix(s, ".git") {
 		return false
@@ -215,7 +215,7 @@ func cacheRepoID(path string) string {
 		if !ok {
 			continue
 		}
-		if org, name, ok := strings.Cut(rest, "--"); ok && isHubID(org+"/"+name) {
+		if org, name, ok := strings.Cut(rest, "--"); ok && IsHubID(org+"/"+name) {
 			return org + "/" + name
 		}
 		return ""

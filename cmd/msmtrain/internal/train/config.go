@@ -20,6 +20,7 @@ import (
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
+	"github.com/msmtrain/msmtrain/torch/models/decoder"
 	"github.com/msmtrain/msmtrain/torch/optim"
 )
 
@@ -47,7 +48,11 @@ type ModelConfig struct {
 	Path          string         `toml:"path"`          // HF checkpoint dir (config.json + safetensors)
 	Init          map[string]any `toml:"init"`          // instead of path: a config.json-like table, random weights
 	Tokenizer     string         `toml:"tokenizer"`     // default: path/tokenizer.json
-	ChatTemplate  string         `toml:"chat_template"` // qwen2, qwen3, llama3, chatml; default: detected
+	// HubName is the base checkpoint's Hugging Face id (e.g. "Qwen/Qwen3-32B"), written to adapters as
+	// base_model_name_or_path; default: config.json's _name_or_path, or the id in a hub cache path, when there
+	// is one, else the absolute model.path.
+	HubName string `toml:"hub_name"`
+	ChatTemplate  string         `toml:"chat_template"` // one of chat.Families; default: detected
 	Device        string         `toml:"device"`        // cpu, cuda (cuda:LOCAL_RANK per process)
 	DType         string         `toml:"dtype"`         // weights: float32, bfloat16
 	Checkpointing bool           `toml:"checkpointing"` // per-layer activation checkpointing
@@ -354,6 +359,9 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("model.dtype = %q: want float32 or bfloat16", c.Model.DType)
 	}
+	if c.Model.HubName != "" && !decoder.IsHubID(c.Model.HubName) {
+		return fmt.Errorf("model.hub_name = %q: want a Hugging Face model id, ORG/NAME", c.Model.HubName)
+	}
 	if c.LoRA.Enabled {
 		if c.LoRA.R <= 0 || c.LoRA.Alpha <= 0 || c.LoRA.Dropout < 0 || c.LoRA.Dropout >= 1 || len(c.LoRA.Targets) == 0 {
 			return fmt.Errorf("lora: need r > 0, alpha > 0, 0 <= dropout < 1 and targets (got r=%d alpha=%g dropout=%g targets=%v)",
@@ -499,11 +507,11 @@ func (c *Config) ChatTemplate() (string, error) {
 	}
 	b, err := os.ReadFile(filepath.Join(c.Model.Path, "tokenizer_config.json"))
 	if err != nil {
-		return "", fmt.Errorf("set model.chat_template (qwen2, qwen3, llama3, chatml): %w", err)
+		return "", fmt.Errorf("set model.chat_template (%s): %w", chat.Families, err)
 	}
 	f, err := chat.Detect(b)
 	if err != nil {
-		return "", fmt.Errorf("set model.chat_template (qwen2, qwen3, llama3, chatml): %w", err)
+		return "", fmt.Errorf("set model.chat_template (%s): %w", chat.Families, err)
 	}
 	return f, nil
 }
@@ -605,7 +613,7 @@ func (c *Config) Resolved() ([]byte, error) {
 
 // compatibleKeys may change between a run and its resumption: they do not change what is computed.
 var compatibleKeys = []string{"log.", "checkpoint.", "eval.every", "eval.max_batches", "eval.at_start", "dist.",
-	"model.threads", "model.peak_tflops", "model.checkpointing", "model.device"}
+	"model.threads", "model.peak_tflops", "model.checkpointing", "model.device", "model.hub_name"}
 
 // Incompatible lists the keys whose values differ between two resolved configs and would change the training
 // (everything but logging, checkpoint cadence and such), as "key: old -> new".

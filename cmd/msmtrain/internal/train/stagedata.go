@@ -147,7 +147,7 @@ func readyData(ctx context.Context, cfg *Config, st *Stage, env Env) error {
 			if old != nil && old.PrepHash != plan.Hash {
 				changes = prep.ChangedInputs(old.Inputs, plan.Inputs())
 				if len(changes) == 0 {
-					changes = []string{"the tokenizer or the data options changed"}
+					changes = []string{"the tokenizer, the data options or msmtrain's encoding of records changed"}
 				}
 			}
 		}

@@ -46,6 +46,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad set", good, []string{"train.lr"}, "want section.key=value"},
 		{"stage kind", strings.Replace(good, `kind = "aft"`, `kind = "rl"`, 1), nil, `kind = "rl"`},
 		{"lora target", good, []string{"lora.enabled=true", `lora.targets=["q_proj","qq"]`}, `unknown module "qq"`},
+		{"hub name", good, []string{`model.hub_name="/models/qwen3"`}, `model.hub_name = "/models/qwen3"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
