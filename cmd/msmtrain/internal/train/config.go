@@ -48,10 +48,7 @@ type ModelConfig struct {
 	Path          string         `toml:"path"`          // HF checkpoint dir (config.json + safetensors)
 	Init          map[string]any `toml:"init"`          // instead of path: a config.json-like table, random weights
 	Tokenizer     string         `toml:"tokenizer"`     // default: path/tokenizer.json
-	// HubName is the base checkpoint's Hugging Face id (e.g. "Qwen/Qwen3-32B"), written to adapters as
-	// base_model_name_or_path; default: config.json's _name_or_path, or the id in a hub cache path, when there
-	// is one, else the absolute model.path.
-	HubName string `toml:"hub_name"`
+	HubName       string         `toml:"hub_name"`      // the base's HF id (ORG/NAME) for adapters; default: from path
 	ChatTemplate  string         `toml:"chat_template"` // one of chat.Families; default: detected
 	Device        string         `toml:"device"`        // cpu, cuda (cuda:LOCAL_RANK per process)
 	DType         string         `toml:"dtype"`         // weights: float32, bfloat16
