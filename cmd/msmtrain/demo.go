@@ -197,11 +197,3 @@ func readStageSummary(dir string) (train.StageSummary, bool) {
 	}
 	return s, true
 }
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
