@@ -5,7 +5,7 @@ set -euo pipefail
 what=${1:-build}
 
 pkgs=(libtorch-dev libopenblas0-pthread libgloo-dev)
-if [ "$what" = test ]; then pkgs+=(python3-torch python3-numpy python3-jinja2 nodejs npm); fi
+if [ "$what" = test ]; then pkgs+=(python3-torch python3-numpy python3-jinja2 python3-protobuf nodejs npm); fi
 
 missing=()
 for p in "${pkgs[@]}"; do
