@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/shard"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
@@ -263,7 +264,7 @@ func publish(out, tmp string, s *Summary) error {
 	if err != nil {
 		return fmt.Errorf("prep: %w", err)
 	}
-	return shard.WriteFileAtomic(filepath.Join(out, SummaryName), append(js, '\n'))
+	return atomicfile.WriteFile(filepath.Join(out, SummaryName), append(js, '\n'))
 }
 
 // build holds the state of one run.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 )
 
 // DefaultShardTokens is the default number of tokens per shard file.
@@ -118,7 +120,7 @@ func (dw *DatasetWriter) Close(meta Manifest) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shard: manifest: %w", err)
 	}
-	if err := WriteFileAtomic(filepath.Join(dw.dir, ManifestName), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dw.dir, ManifestName), append(b, '\n')); err != nil {
 		return nil, err
 	}
 	m := dw.m

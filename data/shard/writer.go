@@ -5,11 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 )
 
 // DefaultBlockTokens is the default number of tokens per block: large enough
@@ -34,12 +34,12 @@ type WriterOptions struct {
 // block plus eight bytes per document. The file appears under its name only
 // when Close succeeds.
 type Writer struct {
-	path, tmp string
-	f         *os.File
-	bw        *bufio.Writer
-	o         WriterOptions
-	h         header
-	off       uint64
+	path string
+	f    *atomicfile.File
+	bw   *bufio.Writer
+	o    WriterOptions
+	h    header
+	off  uint64
 
 	raw    []byte // tokens of the open block, encoded
 	mask   []byte // mask bits of the open block
@@ -88,11 +88,11 @@ func Create(path string, o WriterOptions) (*Writer, error) {
 	if rawLen(o.BlockTokens, h.width()) > MaxBlockBytes {
 		return nil, fmt.Errorf("shard: create %s: %d tokens per block is too many", path, o.BlockTokens)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("shard: create %s: %w", path, err)
 	}
-	w := &Writer{path: path, tmp: f.Name(), f: f, bw: bufio.NewWriterSize(f, 1<<20), o: o, h: h, off: HeaderSize}
+	w := &Writer{path: path, f: f, bw: bufio.NewWriterSize(f, 1<<20), o: o, h: h, off: HeaderSize}
 	if _, err := w.bw.Write(make([]byte, HeaderSize)); err != nil {
 		w.Abort()
 		return nil, fmt.Errorf("shard: create %s: %w", path, err)
@@ -215,69 +215,19 @@ func (w *Writer) finish() error {
 	if _, err := w.f.WriteAt(w.h.marshal(), 0); err != nil {
 		return fmt.Errorf("shard: write %s: %w", w.path, err)
 	}
-	if err := w.f.Chmod(0o644); err != nil {
-		return fmt.Errorf("shard: chmod %s: %w", w.path, err)
-	}
-	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("shard: sync %s: %w", w.path, err)
-	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("shard: close %s: %w", w.path, err)
-	}
-	if err := os.Rename(w.tmp, w.path); err != nil {
+	if err := w.f.Commit(); err != nil {
 		return fmt.Errorf("shard: %w", err)
 	}
-	return syncDir(filepath.Dir(w.path))
+	return nil
 }
 
 // Abort discards the shard being written.
 func (w *Writer) Abort() {
 	if w.f != nil {
-		w.f.Close()
-		os.Remove(w.tmp)
+		w.f.Abort()
 		w.f = nil
 	}
 	if w.err == nil {
 		w.err = errors.New("shard: writer aborted")
 	}
-}
-
-// syncDir makes a rename durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("shard: sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("shard: sync dir %s: %w", dir, err)
-	}
-	return nil
-}
-
-// WriteFileAtomic writes data to path through a synced temporary file and a
-// rename, so readers see the old file or the new one, never a torn one.
-func WriteFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("shard: write %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("shard: write %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 )
 
 // ShardedWriter writes a checkpoint directory in the Hugging Face layout,
@@ -117,7 +119,7 @@ func (w *ShardedWriter) Close() error {
 		if err != nil {
 			return fmt.Errorf("safetensors: %s: %w", index, err)
 		}
-		if err := writeFileAtomic(index, append(data, '\n')); err != nil {
+		if err := atomicfile.WriteFile(index, append(data, '\n')); err != nil {
 			return fmt.Errorf("safetensors: %w", err)
 		}
 		stale = single

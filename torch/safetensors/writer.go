@@ -5,12 +5,11 @@ import (
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
+
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 )
 
 // Spec names a tensor to be written and its layout.
@@ -37,7 +36,7 @@ type Tensor struct {
 // A Writer is not safe for concurrent use.
 type Writer struct {
 	path      string
-	f         *os.File
+	f         *atomicfile.File
 	dataStart int64
 	slots     map[string]*slot
 	left      int   // tensors not yet written
@@ -57,7 +56,7 @@ func NewWriter(path string, specs []Spec, meta map[string]string) (*Writer, erro
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
@@ -175,7 +174,7 @@ func (w *Writer) Close() error {
 	}
 	f := w.f
 	w.f = nil
-	if err := commit(f, w.path); err != nil {
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
 	return nil
@@ -188,53 +187,7 @@ func (w *Writer) Abort() error {
 	}
 	f := w.f
 	w.f = nil
-	return errors.Join(f.Close(), os.Remove(f.Name()))
-}
-
-// commit makes the temporary file f durable under path: chmod, fsync,
-// close, rename, fsync of the directory. f is removed on failure.
-func commit(f *os.File, path string) error {
-	err := f.Chmod(0o644)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// writeFileAtomic writes data to path through a synced temporary file.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	return commit(f, path)
+	return f.Abort()
 }
 
 // Write writes tensors to the safetensors file at path atomically. Tensors

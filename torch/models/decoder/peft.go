@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/safetensors"
 )
@@ -113,7 +114,7 @@ func (m *Model) SaveAdapter(dir, baseModel string) error {
 	if err != nil {
 		return fmt.Errorf("decoder: save adapter: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, "adapter_config.json"), append(b, '\n'))
+	return atomicfile.WriteFile(filepath.Join(dir, "adapter_config.json"), append(b, '\n'))
 }
 
 // LoadAdapter loads a PEFT LoRA adapter from dir into the model's adapter (adding one with the adapter's

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/safetensors"
 )
@@ -87,38 +88,25 @@ func (m *Model) writeConfig(dir string) error {
 	if err != nil {
 		return fmt.Errorf("decoder: save config: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, "config.json"), append(b, '\n'))
+	return atomicfile.WriteFile(filepath.Join(dir, "config.json"), append(b, '\n'))
 }
 
 var architectures = map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("decoder: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("decoder: %w", err)
-	}
-	return nil
-}
-
+// copyFile copies src to dst atomically and durably.
 func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.Create(dst + ".tmp")
+	out, err := atomicfile.Create(dst)
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+		out.Abort()
 		return err
 	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(dst+".tmp", dst)
+	return out.Commit()
 }
