@@ -13,6 +13,7 @@ import (
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/report"
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
 	"github.com/msmtrain/msmtrain/configs"
 	"github.com/msmtrain/msmtrain/data/chat"
@@ -189,11 +190,7 @@ func demoMC(cfg *train.Config, dataDir string, m *decoder.Model) (infer.MCSummar
 	return mc, err
 }
 
-func readStageSummary(dir string) (train.StageSummary, bool) {
-	var s train.StageSummary
-	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
-	if err != nil || json.Unmarshal(b, &s) != nil {
-		return s, false
-	}
-	return s, true
+func readStageSummary(dir string) (rundir.StageSummary, bool) {
+	s, err := rundir.ReadStageSummary(filepath.Join(dir, rundir.StageSummaryFile))
+	return s, err == nil
 }

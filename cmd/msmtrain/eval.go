@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/shard"
 	"github.com/msmtrain/msmtrain/torch"
@@ -62,7 +63,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
-	if err := shard.WriteFileAtomic(*out, b); err != nil {
+	if err := atomicfile.WriteFile(*out, b); err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
 	fmt.Fprintf(stdout, "eval: %s\n%s", *out, b)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
 )
 
@@ -158,7 +159,7 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 			t.Fatalf("stage %s: %v", st, err)
 		}
 	}
-	var sum train.StageSummary
+	var sum rundir.StageSummary
 	b, _ := os.ReadFile(filepath.Join(out, "aft", "summary.json"))
 	if err := json.Unmarshal(b, &sum); err != nil || sum.Steps != 3 {
 		t.Fatalf("aft summary %s: %v", b, err)

@@ -9,77 +9,77 @@ import (
 	"path/filepath"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 )
 
-// stageEvals runs the evaluations a stage configures (eval_mc, eval_prompts) on its final model:
+// stageEvals runs the evaluations a stage configures (eval_mc, eval_prompts) on its final model and returns the
+// numeric results (the trainer records them with the stage's scalars):
 //
 //	RUN/eval/<stage>-mc.json          mc_accuracy, mc_accuracy_norm, mc_margin, n (read by msmtrain report)
 //	RUN/<stage>/eval_mc_items.jsonl   per item: log-probabilities of each choice, pick, margin
 //	RUN/<stage>/generations.jsonl     greedy answers to eval_prompts: {"id", "sample", "text", "n_tokens", "finish_reason"}
-func stageEvals(cfg *train.Config, st *train.Stage, m train.Model) error {
+func stageEvals(cfg *train.Config, st *train.Stage, m train.Model) (map[string]float64, error) {
 	if st.EvalMC == "" && st.EvalPrompts == "" {
-		return nil
+		return nil, nil
 	}
 	tm, ok := m.(*trainModel)
 	if !ok {
-		return fmt.Errorf("stage evaluations need a decoder model")
+		return nil, fmt.Errorf("stage evaluations need a decoder model")
 	}
+	var results map[string]float64
 	tok, err := tokenizer.Load(cfg.TokenizerPath())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	family, err := cfg.ChatTemplate()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tmpl, err := chat.New(family, tok)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stageDir := filepath.Join(cfg.OutDir, st.Name)
 	if st.EvalMC != "" {
 		f, err := os.Open(st.EvalMC)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		items, err := infer.ReadMC(f, st.EvalMC)
 		f.Close()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := infer.CheckMC(tmpl, items); err != nil {
-			return err
+			return nil, err
 		}
 		if err := infer.CheckMCPositions(tmpl, tok, items, tm.Model.Config.MaxPositionEmbeddings); err != nil {
-			return err
+			return nil, err
 		}
 		res, sum, err := infer.ScoreMC(tm.Model, tmpl, tok, items)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := os.MkdirAll(filepath.Join(cfg.OutDir, "eval"), 0o755); err != nil {
-			return err
+			return nil, err
 		}
-		b, err := json.MarshalIndent(sum, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := train.WriteFileAtomic(filepath.Join(cfg.OutDir, "eval", st.Name+"-mc.json"), append(b, '\n')); err != nil {
-			return err
+		if err := rundir.WriteJSON(rundir.Dir(cfg.OutDir).MCResult(st.Name), sum); err != nil {
+			return nil, err
 		}
 		if err := writeJSONL(filepath.Join(stageDir, "eval_mc_items.jsonl"), res); err != nil {
-			return err
+			return nil, err
 		}
+		results = map[string]float64{"mc_accuracy": sum.Accuracy, "mc_accuracy_norm": sum.AccuracyNorm, "mc_margin": sum.MeanMargin}
 	}
 	if st.EvalPrompts != "" {
 		if err := stagePrompts(cfg, st, tm, tok, tmpl, filepath.Join(stageDir, "generations.jsonl")); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return results, nil
 }
 
 // stagePrompts answers the stage's eval_prompts greedily (a fresh file each time the stage completes).
@@ -141,7 +141,7 @@ func stagePrompts(cfg *train.Config, st *train.Stage, tm *trainModel, tok *token
 }
 
 // writeJSONL replaces the run file path with rows as JSON lines (never through a symbolic link, see
-// train.WriteFileAtomic).
+// rundir.WriteFile).
 func writeJSONL[T any](path string, rows []T) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
@@ -153,5 +153,5 @@ func writeJSONL[T any](path string, rows []T) error {
 			return err
 		}
 	}
-	return train.WriteFileAtomic(path, b.Bytes())
+	return rundir.WriteFile(path, b.Bytes())
 }

@@ -227,6 +227,24 @@ func (d *Dataset) Locate(i int64) (shard, local int, err error) {
 	return s, int(i - d.base[s]), nil
 }
 
+// Sources returns the source names of the dataset; DocSource indexes it.
+func (d *Dataset) Sources() []string {
+	names := make([]string, len(d.Manifest.Sources))
+	for i, s := range d.Manifest.Sources {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// DocSource returns the source index of the document with global index i.
+func (d *Dataset) DocSource(i int64) (int, error) {
+	s, l, err := d.Locate(i)
+	if err != nil {
+		return 0, err
+	}
+	return d.shards[s].DocSource(l), nil
+}
+
 // Doc reads the document with global index i.
 func (d *Dataset) Doc(i int64) (Doc, error) {
 	s, l, err := d.Locate(i)

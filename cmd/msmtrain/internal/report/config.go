@@ -24,7 +24,7 @@ func loadConfig(path string) (map[string]string, error) {
 	if err := toml.Unmarshal(b, &v); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, &LineError{Path: path, Line: pe.Position.Line, Err: errors.New(pe.Message)}
+			return nil, fmt.Errorf("report: %w", &LineError{Path: path, Line: pe.Position.Line, Err: errors.New(pe.Message)})
 		}
 		return nil, fmt.Errorf("report: %s: %w", path, err)
 	}

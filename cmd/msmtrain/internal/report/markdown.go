@@ -38,16 +38,16 @@ func (r *Run) Stats() []StageStats {
 			}
 			st.Steps = max(st.Steps, s.Step)
 			st.Tokens = s.Tokens
-			if !math.IsNaN(s.Loss) {
-				losses = append(losses, s.Loss)
+			if l := float64(s.Loss); !math.IsNaN(l) {
+				losses = append(losses, l)
 			}
 		}
 		if n := len(losses); n > 0 {
 			st.FinalTrainLoss = mean(losses[max(0, n-finalTrainWindow):])
 		}
 		for _, e := range r.Eval {
-			if e.Stage == stage && !math.IsNaN(e.EvalLoss) {
-				st.FinalEvalLoss = e.EvalLoss
+			if l := float64(e.EvalLoss); e.Stage == stage && !math.IsNaN(l) {
+				st.FinalEvalLoss = l
 			}
 		}
 		if ss := r.stageSummary(stage); ss != nil {
@@ -57,14 +57,14 @@ func (r *Run) Stats() []StageStats {
 			if ss.Tokens > 0 {
 				st.Tokens = ss.Tokens
 			}
-			if math.IsNaN(st.FinalTrainLoss) && ss.FinalTrainLoss != nil {
-				st.FinalTrainLoss = *ss.FinalTrainLoss
+			if math.IsNaN(st.FinalTrainLoss) {
+				st.FinalTrainLoss = ss.FinalTrainLoss
 			}
 			if math.IsNaN(st.FinalEvalLoss) && ss.FinalEvalLoss != nil {
 				st.FinalEvalLoss = *ss.FinalEvalLoss
 			}
-			if ss.Seconds != nil {
-				st.Seconds = *ss.Seconds
+			if ss.Seconds > 0 {
+				st.Seconds = ss.Seconds
 			}
 		}
 		out = append(out, st)
@@ -193,7 +193,7 @@ func writeBySource(bw *bufio.Writer, runs []*Run, names []string) {
 					continue
 				}
 				for src, v := range e.BySource {
-					last[i][key{stage, src}] = v
+					last[i][key{stage, src}] = float64(v.Loss)
 					if !seen[key{stage, src}] {
 						seen[key{stage, src}] = true
 						sources = append(sources, src)

@@ -10,6 +10,8 @@ import (
 	"math"
 	"slices"
 	"strconv"
+
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 )
 
 // PlotOptions configures PlotPNG. The zero value gives a 1200x700 plot of
@@ -96,13 +98,14 @@ func buildSeries(r *Run, smooth float64) series {
 				continue
 			}
 			length = math.Max(length, float64(t.Step))
-			if math.IsNaN(t.Loss) || math.IsInf(t.Loss, 0) {
+			loss := float64(t.Loss)
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
 				continue
 			}
 			x := offset + float64(t.Step)
-			raw = append(raw, point{x, t.Loss})
+			raw = append(raw, point{x, loss})
 			n++
-			ema = smooth*ema + (1-smooth)*t.Loss
+			ema = smooth*ema + (1-smooth)*loss
 			sm = append(sm, point{x, ema / (1 - math.Pow(smooth, float64(n)))})
 		}
 		for _, e := range r.Eval {
@@ -110,8 +113,8 @@ func buildSeries(r *Run, smooth float64) series {
 				continue
 			}
 			length = math.Max(length, float64(e.Step))
-			if !math.IsNaN(e.EvalLoss) && !math.IsInf(e.EvalLoss, 0) {
-				ev = append(ev, point{offset + float64(e.Step), e.EvalLoss})
+			if l := float64(e.EvalLoss); !math.IsNaN(l) && !math.IsInf(l, 0) {
+				ev = append(ev, point{offset + float64(e.Step), l})
 			}
 		}
 		if ss := r.stageSummary(stage); ss != nil {
@@ -139,7 +142,7 @@ func PlotPNG(runs []*Run, path string, opt PlotOptions) error {
 	if err := png.Encode(&buf, img); err != nil {
 		return fmt.Errorf("report: encoding %s: %w", path, err)
 	}
-	return writeFileAtomic(path, buf.Bytes())
+	return atomicfile.WriteFile(path, buf.Bytes())
 }
 
 // Plot draws the image that PlotPNG writes.

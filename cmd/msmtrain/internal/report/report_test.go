@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 )
 
 // fixture describes a run directory written by writeRun.
@@ -62,7 +64,7 @@ func writeRun(t testing.TB, root string, f fixture) string {
 			t.Fatal(err)
 		}
 	}
-	write(ConfigFile, f.config)
+	write(rundir.ConfigFile, f.config)
 	var m strings.Builder
 	var sum strings.Builder
 	sum.WriteString(`{"stages":[`)
@@ -74,7 +76,7 @@ func writeRun(t testing.TB, root string, f fixture) string {
 			fmt.Fprintf(&m, `{"kind":"train","stage":%q,"step":%d,"loss":%.4f,"lr":1e-4,"grad_norm":0.8,"tokens":%d,"tokens_per_s":1234.5,"mfu":0.0,"mem_bytes":123456,"time":"2026-11-28T08:00:00Z","future_field":[1,2]}`+"\n",
 				stage, step, loss, step*4096)
 			if step%20 == 0 || step == f.steps[si] {
-				fmt.Fprintf(&m, `{"kind":"eval","stage":%q,"step":%d,"eval_loss":%.4f,"eval_ppl":12.2,"by_source":{"wren-spec":%.4f,"generic":2.7}}`+"\n",
+				fmt.Fprintf(&m, `{"kind":"eval","stage":%q,"step":%d,"eval_loss":%.4f,"eval_ppl":12.2,"by_source":{"wren-spec":{"loss":%.4f,"tokens":900},"generic":{"loss":2.7,"tokens":300}}}`+"\n",
 					stage, step, loss+0.2, loss+0.1)
 			}
 		}
@@ -84,9 +86,9 @@ func writeRun(t testing.TB, root string, f fixture) string {
 		fmt.Fprintf(&sum, `{"name":%q,"steps":%d,"tokens":%d,"final_train_loss":2.0,"final_eval_loss":null,"seconds":%d}`, stage, f.steps[si], f.steps[si]*4096, 100*(si+1))
 	}
 	sum.WriteString(`],"total_seconds":300}`)
-	write(MetricsFile, m.String())
+	write(rundir.MetricsFile, m.String())
 	if f.summary {
-		write(SummaryFile, sum.String())
+		write(rundir.SummaryFile, sum.String())
 	}
 	if f.evalDir {
 		write("eval/mc.json", fmt.Sprintf(`{"mc_accuracy":%g,"mc_margin":1.2,"n":16}`, 0.5+f.lr))
@@ -143,7 +145,7 @@ func TestLoad(t *testing.T) {
 	}
 	var want float64
 	for _, s := range a.Train[90:100] {
-		want += s.Loss / 10
+		want += float64(s.Loss) / 10
 	}
 	if math.Abs(st[0].FinalTrainLoss-want) > 1e-12 {
 		t.Errorf("final train loss %v, want mean of last 10 = %v", st[0].FinalTrainLoss, want)
@@ -152,8 +154,8 @@ func TestLoad(t *testing.T) {
 
 func TestLoadResumedRunKeepsLastLine(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, ConfigFile), []byte("a = 1\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, MetricsFile), []byte(`{"kind":"train","stage":"msm","step":1,"loss":5}
+	os.WriteFile(filepath.Join(dir, rundir.ConfigFile), []byte("a = 1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, rundir.MetricsFile), []byte(`{"kind":"train","stage":"msm","step":1,"loss":5}
 {"kind":"train","stage":"msm","step":2,"loss":4}
 {"kind":"train","stage":"msm","step":2,"loss":3.5}
 {"kind":"train","stage":"aft","step":1,"loss":3}
@@ -181,22 +183,22 @@ func TestLoadErrors(t *testing.T) {
 		line    int    // LineError line, 0: not a LineError
 		wantErr bool
 	}{
-		{name: "malformed json", files: map[string]string{MetricsFile: good + "\n" + `{"kind":"train","step":` + "\n"}, want: "metrics.jsonl:3:", line: 3},
-		{name: "wrong type", files: map[string]string{MetricsFile: good + `{"kind":"eval","step":"7"}`}, want: "metrics.jsonl:2:", line: 2},
-		{name: "trailing data", files: map[string]string{MetricsFile: good + `{"kind":"train"} {}`}, want: "metrics.jsonl:2: trailing", line: 2},
-		{name: "missing kind", files: map[string]string{MetricsFile: `{"step":1}`}, want: `metrics.jsonl:1: missing "kind"`, line: 1},
-		{name: "bad toml", files: map[string]string{ConfigFile: "a = 1\nb = = 2\n"}, want: "config.toml:2:", line: 2},
-		{name: "bad summary", files: map[string]string{SummaryFile: "{"}, want: "summary.json"},
+		{name: "malformed json", files: map[string]string{rundir.MetricsFile: good + "\n" + `{"kind":"train","step":` + "\n"}, want: "metrics.jsonl:3:", line: 3},
+		{name: "wrong type", files: map[string]string{rundir.MetricsFile: good + `{"kind":"eval","step":"7"}`}, want: "metrics.jsonl:2:", line: 2},
+		{name: "trailing data", files: map[string]string{rundir.MetricsFile: good + `{"kind":"train"} {}`}, want: "metrics.jsonl:2: trailing", line: 2},
+		{name: "missing kind", files: map[string]string{rundir.MetricsFile: `{"step":1}`}, want: `metrics.jsonl:1: missing "kind"`, line: 1},
+		{name: "bad toml", files: map[string]string{rundir.ConfigFile: "a = 1\nb = = 2\n"}, want: "config.toml:2:", line: 2},
+		{name: "bad summary", files: map[string]string{rundir.SummaryFile: "{"}, want: "summary.json"},
 		{name: "bad eval json", files: map[string]string{"eval/mc.json": "[1]"}, want: "mc.json"},
-		{name: "no metrics", files: map[string]string{MetricsFile: "-"}, want: "metrics.jsonl"},
-		{name: "no config", files: map[string]string{ConfigFile: "-"}, want: "config.toml"},
+		{name: "no metrics", files: map[string]string{rundir.MetricsFile: "-"}, want: "metrics.jsonl"},
+		{name: "no config", files: map[string]string{rundir.ConfigFile: "-"}, want: "config.toml"},
 		{name: "optional files missing", files: map[string]string{}},
-		{name: "unknown kind and blank lines", files: map[string]string{MetricsFile: "\n" + `{"kind":"checkpoint","path":"x"}` + "\n\n" + good}},
+		{name: "unknown kind and blank lines", files: map[string]string{rundir.MetricsFile: "\n" + `{"kind":"checkpoint","path":"x"}` + "\n\n" + good}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			files := map[string]string{ConfigFile: "a = 1\n", MetricsFile: good}
+			files := map[string]string{rundir.ConfigFile: "a = 1\n", rundir.MetricsFile: good}
 			for k, v := range tc.files {
 				files[k] = v
 			}

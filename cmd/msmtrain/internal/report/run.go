@@ -1,28 +1,17 @@
 package report
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-	"time"
-)
 
-// Files of a run directory.
-const (
-	ConfigFile  = "config.toml"   // required
-	MetricsFile = "metrics.jsonl" // required, may be empty
-	SummaryFile = "summary.json"  // optional
-	EvalDir     = "eval"          // optional, holds *.json metric maps
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 )
 
 // Run is one loaded run directory. Load fills it; the report functions only
@@ -49,158 +38,48 @@ type Run struct {
 	EvalResults map[string]map[string]float64
 }
 
-// TrainStep is one {"kind":"train"} line of metrics.jsonl. Loss is NaN when
-// the line has no loss (or null).
-type TrainStep struct {
-	Stage      string    `json:"stage"`
-	Step       int       `json:"step"`
-	Loss       float64   `json:"-"`
-	LR         float64   `json:"lr"`
-	GradNorm   float64   `json:"grad_norm"`
-	Tokens     int64     `json:"tokens"` // cumulative tokens in the stage
-	TokensPerS float64   `json:"tokens_per_s"`
-	MFU        float64   `json:"mfu"`
-	MemBytes   int64     `json:"mem_bytes"`
-	Time       time.Time `json:"time"`
-}
+// TrainStep is one {"kind":"train"} line of metrics.jsonl; Loss is NaN when the line's loss is null.
+type TrainStep = rundir.TrainRecord
 
-// EvalStep is one {"kind":"eval"} line of metrics.jsonl. EvalLoss is NaN when
-// the line has no eval_loss.
-type EvalStep struct {
-	Stage    string             `json:"stage"`
-	Step     int                `json:"step"`
-	EvalLoss float64            `json:"-"`
-	EvalPPL  float64            `json:"eval_ppl"`
-	BySource map[string]float64 `json:"by_source"`
-}
+// EvalStep is one {"kind":"eval"} line of metrics.jsonl; EvalLoss is NaN when it is null.
+type EvalStep = rundir.EvalRecord
 
-// Summary is summary.json; fields it does not know are ignored.
-type Summary struct {
-	Stages []StageSummary `json:"stages"`
-}
+// Summary is the run's summary.json.
+type Summary = rundir.Summary
 
-// StageSummary is one stage of summary.json; nil pointers were absent or null.
-type StageSummary struct {
-	Name           string   `json:"name"`
-	Steps          int      `json:"steps"`
-	Tokens         int64    `json:"tokens"`
-	FinalTrainLoss *float64 `json:"final_train_loss"`
-	FinalEvalLoss  *float64 `json:"final_eval_loss"`
-	Seconds        *float64 `json:"seconds"`
-}
+// StageSummary is one stage of summary.json.
+type StageSummary = rundir.StageSummary
 
-// LineError reports a malformed line of a line-oriented file such as
-// metrics.jsonl or config.toml.
-type LineError struct {
-	Path string
-	Line int // 1-based
-	Err  error
-}
-
-func (e *LineError) Error() string {
-	return fmt.Sprintf("report: %s:%d: %v", e.Path, e.Line, e.Err)
-}
-
-func (e *LineError) Unwrap() error { return e.Err }
+// LineError reports a malformed line of a line-oriented file such as metrics.jsonl or config.toml.
+type LineError = rundir.LineError
 
 // Load reads the run directory dir. config.toml and metrics.jsonl must exist
 // (metrics.jsonl may be empty); summary.json and eval/ are optional.
 func Load(dir string) (*Run, error) {
 	r := &Run{Name: filepath.Base(filepath.Clean(dir)), Dir: dir}
+	d := rundir.Dir(dir)
 	var err error
-	if r.Config, err = loadConfig(filepath.Join(dir, ConfigFile)); err != nil {
+	if r.Config, err = loadConfig(d.Config()); err != nil {
 		return nil, err
 	}
-	mpath := filepath.Join(dir, MetricsFile)
-	f, err := os.Open(mpath)
+	f, err := os.Open(d.Metrics())
 	if err != nil {
 		return nil, fmt.Errorf("report: %w (is %s a run directory?)", err, dir)
 	}
-	r.Train, r.Eval, err = parseMetrics(f, mpath)
+	m, err := rundir.ReadMetrics(f, d.Metrics())
 	f.Close()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("report: %w", err)
 	}
-	if r.Summary, err = loadSummary(filepath.Join(dir, SummaryFile)); err != nil {
-		return nil, err
+	r.Train, r.Eval = m.Train, m.Eval
+	if r.Summary, err = rundir.ReadSummary(d.Summary()); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
 	}
-	if r.EvalResults, err = loadEvalResults(filepath.Join(dir, EvalDir)); err != nil {
+	if r.EvalResults, err = loadEvalResults(d.EvalResults()); err != nil {
 		return nil, err
 	}
 	r.order()
 	return r, nil
-}
-
-// metricsLine holds the fields of every kind of metrics line; unknown fields
-// are ignored by encoding/json.
-type metricsLine struct {
-	Kind string `json:"kind"`
-	TrainStep
-	Loss     *float64           `json:"loss"`
-	EvalLoss *float64           `json:"eval_loss"`
-	EvalPPL  float64            `json:"eval_ppl"`
-	BySource map[string]float64 `json:"by_source"`
-}
-
-// parseMetrics reads metrics.jsonl from rd; name is used in errors. Lines of
-// unknown kinds and blank lines are skipped.
-func parseMetrics(rd io.Reader, name string) ([]TrainStep, []EvalStep, error) {
-	var train []TrainStep
-	var evals []EvalStep
-	br := bufio.NewReader(rd)
-	for lineNo := 1; ; lineNo++ {
-		line, rerr := br.ReadBytes('\n')
-		if rerr != nil && rerr != io.EOF {
-			return nil, nil, fmt.Errorf("report: %s: %w", name, rerr)
-		}
-		if b := bytes.TrimSpace(line); len(b) > 0 {
-			var m metricsLine
-			dec := json.NewDecoder(bytes.NewReader(b))
-			err := dec.Decode(&m)
-			if err == nil && dec.More() {
-				err = errors.New("trailing data after JSON object")
-			}
-			if err != nil {
-				return nil, nil, &LineError{Path: name, Line: lineNo, Err: err}
-			}
-			switch m.Kind {
-			case "train":
-				s := m.TrainStep
-				s.Loss = orNaN(m.Loss)
-				train = append(train, s)
-			case "eval":
-				evals = append(evals, EvalStep{Stage: m.Stage, Step: m.Step,
-					EvalLoss: orNaN(m.EvalLoss), EvalPPL: m.EvalPPL, BySource: m.BySource})
-			case "":
-				return nil, nil, &LineError{Path: name, Line: lineNo, Err: errors.New(`missing "kind"`)}
-			}
-		}
-		if rerr == io.EOF {
-			return train, evals, nil
-		}
-	}
-}
-
-func orNaN(p *float64) float64 {
-	if p == nil {
-		return math.NaN()
-	}
-	return *p
-}
-
-func loadSummary(path string) (*Summary, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	var s Summary
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("report: %s: %w", path, err)
-	}
-	return &s, nil
 }
 
 func loadEvalResults(dir string) (map[string]map[string]float64, error) {

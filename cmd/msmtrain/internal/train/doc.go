@@ -7,13 +7,5 @@
 // depend on how the batch is split into micro-batches or processes. The token count is all-reduced before the
 // backward passes; gradients are then summed across processes.
 //
-// Run directory layout (cfg.OutDir):
-//
-//	config.toml            the resolved config (a changed config is refused on resume, with the reasons)
-//	metrics.jsonl          one JSON line per step and per evaluation
-//	data/<stage>/          prepared shards (train/, val/)
-//	checkpoints/           <stage>-stepNNNNNNNN/ (see checkpoint.go)
-//	<stage>/               output/ (a PEFT adapter, or a Hugging Face model), summary.json, DONE, and
-//	                       data.json (the data the stage started on; see stagedata.go)
-//	summary.json           every finished stage
+// The run directory (cfg.OutDir) is defined by package rundir (see its FORMAT.md).
 package train

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 )
 
 // lockName is the lock file of a run directory.
@@ -36,7 +38,7 @@ type RunLock struct {
 // does not support locks; the run then goes on unlocked.
 func LockRun(dir string, warn io.Writer) (*RunLock, error) {
 	path := filepath.Join(dir, lockName)
-	f, err := OpenRunFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := rundir.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("train: locking the run directory %s: %w", dir, err)
 	}

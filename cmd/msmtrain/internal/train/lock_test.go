@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/dist"
 )
@@ -126,7 +127,7 @@ func TestNoWriteThroughSymlinks(t *testing.T) {
 			}
 			err = Run(context.Background(), cfg, Env{Out: io.Discard, Err: io.Discard, Dist: dist.Env{World: 1},
 				Device: torch.CPU, Build: bigramBuilder})
-			var se *SymlinkError
+			var se *rundir.SymlinkError
 			if !errors.As(err, &se) || se.Path != link || !strings.Contains(err.Error(), link+" is a symbolic link") {
 				t.Fatalf("error %v, want a SymlinkError for %s", err, link)
 			}
@@ -148,7 +149,7 @@ func TestNoWriteThroughSymlinks(t *testing.T) {
 	if err := runConfig(t, testConfig(dir, out, "steps = 2"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if cks, _ := listCheckpoints(elsewhere, "aft"); len(cks) == 0 {
+	if cks, _ := rundir.ListCheckpoints(elsewhere, "aft"); len(cks) == 0 {
 		t.Error("no checkpoint in the linked checkpoints directory")
 	}
 }
@@ -166,21 +167,20 @@ func TestRunFileWritersRefuseLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, write := range map[string]func() error{
-		"writeFileAtomic": func() error { return writeFileAtomic(link, []byte("x")) },
-		"writeFileSync":   func() error { return writeFileSync(link, []byte("x")) },
+		"writeFileAtomic": func() error { return rundir.WriteFile(link, []byte("x")) },
 		"openMetrics (append)": func() error {
-			m, err := openMetrics(link, "aft", 0)
+			m, err := rundir.OpenMetrics(link, "aft", 0)
 			m.Close()
 			return err
 		},
 		"openMetrics (rewrite)": func() error {
-			m, err := openMetrics(link, "msm", 1)
+			m, err := rundir.OpenMetrics(link, "msm", 1)
 			m.Close()
 			return err
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			var se *SymlinkError
+			var se *rundir.SymlinkError
 			if err := write(); !errors.As(err, &se) || se.Path != link {
 				t.Errorf("error %v, want a SymlinkError for %s", err, link)
 			}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"sort"
 	"time"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/shard"
 	"github.com/msmtrain/msmtrain/torch"
@@ -31,8 +33,8 @@ type stageRun struct {
 	hash        string
 
 	step      int // optimizer steps completed
-	counters  counters
-	metrics   *metricsLog
+	counters  rundir.Counters
+	metrics   *recorder
 	con       *console
 	stepsHere int // steps run by this process (for Env.StopAfter)
 }
@@ -87,13 +89,13 @@ func (r *stageRun) loop(ctx context.Context) error {
 			r.counters.LastLoss = res.loss
 		}
 		if r.rank == 0 {
-			rec := trainRecord{Kind: "train", Stage: r.st.Name, Step: r.step, Loss: res.loss, LR: res.lr, GradNorm: res.gradNorm,
+			rec := rundir.TrainRecord{Kind: "train", Stage: r.st.Name, Step: r.step, Loss: rundir.Float(res.loss), LR: res.lr, GradNorm: rundir.Float(res.gradNorm),
 				Tokens: r.counters.Tokens, Trained: r.counters.Trained, TokensPerS: float64(res.tokens) / dt,
 				MemBytes: memBytes(r.env.Device), Skipped: res.nonFinite, Time: time.Now().UTC().Format(time.RFC3339)}
 			if peak > 0 {
 				rec.MFU = flops * rec.TokensPerS / (peak * float64(r.world))
 			}
-			if err := r.metrics.write(rec); err != nil {
+			if err := r.metrics.train(rec); err != nil {
 				return err
 			}
 			r.con.step(rec)
@@ -319,7 +321,11 @@ func (r *stageRun) evaluate() (float64, error) {
 	if m := r.cfg.Eval.MaxBatches; m > 0 && n > m {
 		n = m
 	}
-	var lossSum, tokens float64
+	// With several sources, each source's tokens are scored on their own (one forward pass per source present in
+	// a batch): sums[2s] and sums[2s+1] are source s's loss sum and token count. With one, the whole batch is.
+	sources := r.val.Sources()
+	per := len(sources) > 1
+	sums := make([]float64, 2*max(len(sources), 1))
 	var err2 error
 	torch.NoGrad(func() {
 		for i := 0; i < n; i++ {
@@ -331,40 +337,122 @@ func (r *stageRun) evaluate() (float64, error) {
 			if b.Trained == 0 {
 				continue
 			}
-			s := torch.NewScope()
-			in := batchTensors(b, r.env.Device)
-			v, err := r.model.Loss(in.ids, in.pos, in.seg, in.tgt, in.w).Item()
-			s.Close()
-			if err != nil {
-				err2 = err
-				return
+			parts := []evalPart{{0, b.Weight, b.Trained}}
+			if per {
+				if parts, err = splitBySource(b, r.val); err != nil {
+					err2 = err
+					return
+				}
 			}
-			lossSum += v
-			tokens += float64(b.Trained)
+			for _, p := range parts {
+				s := torch.NewScope()
+				in := batchTensors(b, r.env.Device)
+				w := torch.FromFloat32s(p.weight, int64(b.Rows), int64(b.SeqLen)).ToDevice(r.env.Device)
+				v, err := r.model.Loss(in.ids, in.pos, in.seg, in.tgt, w).Item()
+				s.Close()
+				if err != nil {
+					err2 = err
+					return
+				}
+				sums[2*p.source] += v
+				sums[2*p.source+1] += float64(p.trained)
+			}
 		}
 	})
 	if err2 != nil {
 		return 0, err2
 	}
-	sums, err := r.allSum([]float64{lossSum, tokens})
+	sums, err = r.allSum(sums)
 	if err != nil {
 		return 0, err
 	}
-	if sums[1] == 0 {
+	var lossSum, tokens float64
+	for s := 0; s < len(sums); s += 2 {
+		lossSum, tokens = lossSum+sums[s], tokens+sums[s+1]
+	}
+	if tokens == 0 {
 		return 0, nil
 	}
-	loss := sums[0] / sums[1]
+	loss := lossSum / tokens
 	if r.rank == 0 {
-		rec := evalRecord{Kind: "eval", Stage: r.st.Name, Step: r.step, EvalLoss: loss, EvalPPL: math.Exp(loss),
-			Tokens: int64(sums[1]), Time: time.Now().UTC().Format(time.RFC3339)}
-		if err := r.metrics.write(rec); err != nil {
+		rec := rundir.EvalRecord{Kind: rundir.KindEval, Stage: r.st.Name, Step: r.step, EvalLoss: rundir.Float(loss),
+			EvalPPL: rundir.Float(math.Exp(loss)), Tokens: int64(tokens), Time: time.Now().UTC().Format(time.RFC3339)}
+		if per {
+			rec.BySource = map[string]rundir.SourceLoss{}
+			for s, name := range sources {
+				if t := sums[2*s+1]; t > 0 {
+					rec.BySource[name] = rundir.SourceLoss{Loss: rundir.Float(sums[2*s] / t), Tokens: int64(t)}
+				}
+			}
+		}
+		if err := r.metrics.eval(rec); err != nil {
 			return 0, err
 		}
 		if r.con != nil {
-			r.con.printf("%s step %d: eval loss %.4f (ppl %.2f, %d tokens)\n", r.st.Name, r.step, loss, rec.EvalPPL, rec.Tokens)
+			r.con.printf("%s step %d: eval loss %.4f (ppl %.2f, %d tokens)%s\n", r.st.Name, r.step, loss, float64(rec.EvalPPL),
+				rec.Tokens, bySourceText(rec.BySource))
 		}
 	}
 	return loss, nil
+}
+
+// evalPart is the trained tokens of one source in a batch: weight is the batch's weights restricted to them.
+type evalPart struct {
+	source  int
+	weight  []float32
+	trained int
+}
+
+// splitBySource splits a batch's trained tokens by the source of their documents.
+func splitBySource(b *loader.Batch, ds *shard.Dataset) ([]evalPart, error) {
+	bySrc := map[int]*evalPart{}
+	var order []int
+	for _, seg := range b.Segments {
+		src, err := ds.DocSource(seg.Doc)
+		if err != nil {
+			return nil, err
+		}
+		p, ok := bySrc[src]
+		if !ok {
+			p = &evalPart{source: src, weight: make([]float32, len(b.Weight))}
+			bySrc[src] = p
+			order = append(order, src)
+		}
+		off := seg.Row*b.SeqLen + seg.Start
+		for i := off; i < off+seg.Len; i++ {
+			if b.Weight[i] != 0 {
+				p.weight[i] = b.Weight[i]
+				p.trained++
+			}
+		}
+	}
+	parts := make([]evalPart, 0, len(order))
+	for _, s := range order {
+		if bySrc[s].trained > 0 {
+			parts = append(parts, *bySrc[s])
+		}
+	}
+	return parts, nil
+}
+
+// bySourceText renders per-source losses for the console: "; by source: a 2.1000, b 2.3000".
+func bySourceText(m map[string]rundir.SourceLoss) string {
+	if len(m) == 0 {
+		return ""
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := "; by source:"
+	for i, k := range names {
+		if i > 0 {
+			out += ","
+		}
+		out += fmt.Sprintf(" %s %.4f", k, float64(m[k].Loss))
+	}
+	return out
 }
 
 // checkpoint saves the training state (rank 0 writes; every rank contributes its data-loader state).
@@ -379,7 +467,7 @@ func (r *stageRun) checkpoint() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		st := ckptState{Stage: r.st.Name, Step: r.step, OptSteps: r.opt.Steps(), Total: r.total, ConfigHash: r.hash, Loaders: states, RNG: rng,
+		st := rundir.CheckpointState{Stage: r.st.Name, Step: r.step, OptSteps: r.opt.Steps(), Total: r.total, ConfigHash: r.hash, Loaders: states, RNG: rng,
 			Counters: r.counters}
 		if r.env.Device.IsCUDA() {
 			if st.RNGCUDA, err = torch.CUDARNGState(r.env.Device.Index); err != nil {

@@ -1,9 +1,6 @@
 package train
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,93 +11,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/torch"
 )
-
-// trainRecord is one line of metrics.jsonl for an optimizer step.
-type trainRecord struct {
-	Kind       string  `json:"kind"` // "train"
-	Stage      string  `json:"stage"`
-	Step       int     `json:"step"` // 1-based optimizer step within the stage
-	Loss       float64 `json:"loss"` // mean per trained target token over the global batch
-	LR         float64 `json:"lr"`
-	GradNorm   float64 `json:"grad_norm"` // before clipping
-	Tokens     int64   `json:"tokens"`    // non-padding tokens processed in the stage so far (all ranks)
-	Trained    int64   `json:"trained_tokens"`
-	TokensPerS float64 `json:"tokens_per_s"`
-	MFU        float64 `json:"mfu"` // 0 when the device's peak is unknown
-	MemBytes   int64   `json:"mem_bytes"`
-	Skipped    bool    `json:"skipped,omitempty"` // non-finite gradients: no update
-	Time       string  `json:"time"`
-}
-
-// evalRecord is one line of metrics.jsonl for a held-out evaluation.
-type evalRecord struct {
-	Kind     string  `json:"kind"` // "eval"
-	Stage    string  `json:"stage"`
-	Step     int     `json:"step"`
-	EvalLoss float64 `json:"eval_loss"`
-	EvalPPL  float64 `json:"eval_ppl"`
-	Tokens   int64   `json:"eval_tokens"`
-	Time     string  `json:"time"`
-}
-
-// metricsLog appends JSON lines to RUN/metrics.jsonl (rank 0 only).
-type metricsLog struct {
-	f *os.File
-}
-
-// openMetrics opens the metrics file for appending, first dropping the lines of stage beyond step: those were
-// written by a run that died after its last checkpoint and will be produced again. A stage starting at step 0 has
-// no lines yet: any found are of an attempt started over (--restart-stage) and go too. Lines of other stages stay.
-func openMetrics(path, stage string, step int) (*metricsLog, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		var keep bytes.Buffer
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		sc.Buffer(make([]byte, 1<<20), 1<<26)
-		for sc.Scan() {
-			line := sc.Bytes()
-			var r struct {
-				Stage string `json:"stage"`
-				Step  int    `json:"step"`
-			}
-			if json.Unmarshal(line, &r) == nil && r.Stage == stage && (r.Step > step || step == 0) {
-				continue
-			}
-			keep.Write(line)
-			keep.WriteByte('\n')
-		}
-		if keep.Len() != len(b) {
-			if err := writeFileAtomic(path, keep.Bytes()); err != nil {
-				return nil, err
-			}
-		}
-	}
-	f, err := OpenRunFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	return &metricsLog{f}, nil
-}
-
-func (m *metricsLog) write(v any) error {
-	if m == nil {
-		return nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = m.f.Write(append(b, '\n'))
-	return err
-}
-
-func (m *metricsLog) Close() error {
-	if m == nil {
-		return nil
-	}
-	return m.f.Close()
-}
 
 // console shows progress: a bar with loss, tokens/s and ETA on a terminal, plain lines otherwise.
 type console struct {
@@ -134,7 +47,7 @@ func newConsole(w io.Writer, mode string, every int, stage string, start, total 
 	return c
 }
 
-func (c *console) step(r trainRecord) {
+func (c *console) step(r rundir.TrainRecord) {
 	if c.bar != nil {
 		c.bar.Describe(fmt.Sprintf("%s loss %.4f %s tok/s", c.stage, r.Loss, human(r.TokensPerS)))
 		c.bar.Set(r.Step)

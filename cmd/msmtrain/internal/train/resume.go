@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/torch"
 )
@@ -54,7 +55,7 @@ func (r *stageRun) gatherLoaderStates() ([]loader.State, error) {
 }
 
 // restore loads a checkpoint's weights, optimizer state, RNG state and counters.
-func (r *stageRun) restore(dir string, st *ckptState) error {
+func (r *stageRun) restore(dir string, st *rundir.CheckpointState) error {
 	fail := func(err error) error { return fmt.Errorf("resuming from %s: %w", dir, err) }
 	trainable, err := torch.LoadFile(filepath.Join(dir, "trainable.safetensors"), r.env.Device)
 	if err != nil {

@@ -8,9 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/data/shard"
@@ -29,9 +29,6 @@ import (
 //     every shard. A stage with a checkpoint whose inputs (or prepared shards) changed since is refused, naming the
 //     changed files, before anything is rebuilt; Env.RestartStage (msmtrain --restart-stage NAME) starts it over
 //     from step 0 on the new data instead.
-
-// dataRecordName is the record of a stage's data in RUN/<stage>/.
-const dataRecordName = "data.json"
 
 // dataRecord identifies the data a stage trains on.
 type dataRecord struct {
@@ -113,12 +110,12 @@ func prepareData(ctx context.Context, cfg *Config, st *Stage, env Env) (*stageDa
 // readyData prepares the stage's sources, or checks its dataset, and compares the result with the data the stage
 // started on.
 func readyData(ctx context.Context, cfg *Config, st *Stage, env Env) error {
-	cks, err := listCheckpoints(filepath.Join(cfg.OutDir, "checkpoints"), st.Name)
+	cks, err := rundir.ListCheckpoints(filepath.Join(cfg.OutDir, "checkpoints"), st.Name)
 	if err != nil {
 		return err
 	}
 	stageDir := filepath.Join(cfg.OutDir, st.Name)
-	recPath := filepath.Join(stageDir, dataRecordName)
+	recPath := filepath.Join(stageDir, rundir.DataRecordFile)
 	rec, err := readDataRecord(recPath)
 	if err != nil {
 		return err
@@ -175,14 +172,14 @@ func readyData(ctx context.Context, cfg *Config, st *Stage, env Env) error {
 		}
 	}
 	if len(changes) > 0 {
-		step := checkpointStep(cks[len(cks)-1])
+		step := rundir.CheckpointStep(cks[len(cks)-1])
 		if env.RestartStage != st.Name {
-			return fmt.Errorf("the stage's data changed since it started, and it has a checkpoint at step %s:\n  %s\n"+
+			return fmt.Errorf("the stage's data changed since it started, and it has a checkpoint at step %d:\n  %s\n"+
 				"resuming would continue on other data. Restore the inputs, or pass --restart-stage %s to start the stage "+
 				"over from step 0 on the new data", step, strings.Join(changes, "\n  "), st.Name)
 		}
 		fmt.Fprintf(env.Out, "stage %s: data changed since the stage started (%s); --restart-stage %s: discarding its "+
-			"checkpoints (up to step %s) and starting over from step 0\n", st.Name, strings.Join(changes, "; "), st.Name, step)
+			"checkpoints (up to step %d) and starting over from step 0\n", st.Name, strings.Join(changes, "; "), st.Name, step)
 		for _, ck := range cks {
 			if err := os.RemoveAll(ck); err != nil {
 				return err
@@ -198,7 +195,7 @@ func readyData(ctx context.Context, cfg *Config, st *Stage, env Env) error {
 		if err != nil {
 			return err
 		}
-		return writeFileAtomic(recPath, append(b, '\n'))
+		return rundir.WriteFile(recPath, append(b, '\n'))
 	}
 	return nil
 }
@@ -271,17 +268,6 @@ func sameShards(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-// checkpointStep is the step in a checkpoint's directory name (<stage>-stepN), for messages.
-func checkpointStep(path string) string {
-	name := filepath.Base(path)
-	if i := strings.LastIndex(name, "-step"); i >= 0 {
-		if n, err := strconv.Atoi(name[i+len("-step"):]); err == nil {
-			return strconv.Itoa(n)
-		}
-	}
-	return name
 }
 
 // openData opens a stage's train and val splits, which rank 0 has checked. A stage's val is optional for a

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/dist"
@@ -46,7 +47,7 @@ func TestChangedDataOnResume(t *testing.T) {
 	if err := runEnv(t, text, Env{StopAfter: 1, RestartStage: "msm"}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("second run: %v", err)
 	}
-	st, err := readCkptState(filepath.Join(out, "checkpoints", ckptName("msm", 3)))
+	st, err := rundir.ReadCheckpointState(filepath.Join(out, "checkpoints", rundir.CheckpointName("msm", 3)))
 	if err != nil || st.Step != 3 {
 		t.Fatalf("unchanged data with --restart-stage did not resume: %+v %v", st, err)
 	}
@@ -65,7 +66,7 @@ func TestChangedDataOnResume(t *testing.T) {
 	if after, _ := os.ReadFile(manifest); string(after) != string(before) {
 		t.Fatal("the prepared data was rebuilt although the stage was refused")
 	}
-	if _, err := os.Stat(filepath.Join(out, "checkpoints", ckptName("msm", 3))); err != nil {
+	if _, err := os.Stat(filepath.Join(out, "checkpoints", rundir.CheckpointName("msm", 3))); err != nil {
 		t.Fatal("the checkpoint was removed although the stage was refused")
 	}
 	if err := runEnv(t, text, Env{RestartStage: "msm"}); err != nil {

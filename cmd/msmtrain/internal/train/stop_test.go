@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 )
 
 // TestDataParallelStopOneRank: a signal to one process only (here rank 1: Slurm may deliver to one task first)
@@ -50,11 +52,11 @@ func TestDataParallelStopOneRank(t *testing.T) {
 			t.Fatalf("rank %d: %v\n%s", i, err, bufs[i].String())
 		}
 	}
-	cks, _ := listCheckpoints(filepath.Join(out, "checkpoints"), "msm")
+	cks, _ := rundir.ListCheckpoints(filepath.Join(out, "checkpoints"), "msm")
 	if len(cks) != 1 {
 		t.Fatalf("checkpoints after the stop: %v", cks)
 	}
-	st, err := readCkptState(cks[0])
+	st, err := rundir.ReadCheckpointState(cks[0])
 	if err != nil || st.Step >= 12 || len(st.Loaders) != 2 {
 		t.Fatalf("checkpoint state %+v, %v", st, err)
 	}

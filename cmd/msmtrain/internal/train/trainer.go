@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"sync/atomic"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/torch"
@@ -49,8 +51,9 @@ type Env struct {
 	Stop *atomic.Bool
 	// StopAfter, if > 0, stops like Stop after that many optimizer steps of this process (tests, smoke runs).
 	StopAfter int
-	// StageEnd, if set, runs on rank 0 after a stage's output is saved: the stage's configured evaluations.
-	StageEnd func(cfg *Config, st *Stage, m Model) error
+	// StageEnd, if set, runs on rank 0 after a stage's output is saved: the stage's configured evaluations. Its
+	// numeric results (e.g. "mc_accuracy") are recorded with the stage's TensorBoard scalars as eval/<name>.
+	StageEnd func(cfg *Config, st *Stage, m Model) (map[string]float64, error)
 	// RestartStage names a stage to start over from step 0 when its data changed since it started (its
 	// checkpoints are discarded); without it such a stage is refused. With unchanged data the stage resumes as
 	// usual, so a requeued job may keep passing it.
@@ -59,23 +62,6 @@ type Env struct {
 
 // ErrStopped is returned when a stop was requested: a checkpoint was saved and re-running resumes.
 var ErrStopped = errors.New("train: stopped by signal after saving a checkpoint; run the same command to resume")
-
-// StageSummary is written to RUN/<stage>/summary.json.
-type StageSummary struct {
-	Name           string  `json:"name"`
-	Kind           string  `json:"kind"`
-	Steps          int     `json:"steps"`
-	Tokens         int64   `json:"tokens"`
-	TrainedTokens  int64   `json:"trained_tokens"`
-	SkippedSteps   int     `json:"skipped_steps"`
-	FinalTrainLoss float64 `json:"final_train_loss"`
-	// FinalEvalLoss is the held-out loss at the end of the stage; null when there was no held-out data, and
-	// EvalNote says why.
-	FinalEvalLoss *float64 `json:"final_eval_loss"`
-	EvalNote      string   `json:"eval_note,omitempty"`
-	Seconds       float64  `json:"seconds"`
-	Output        string   `json:"output"`
-}
 
 // Run runs every stage of cfg in order, skipping finished ones and resuming an interrupted one.
 //
@@ -116,7 +102,7 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 		}
 	}
 	if rank0 {
-		if err := writeFileAtomic(cfgPath, resolved); err != nil {
+		if err := rundir.WriteFile(cfgPath, resolved); err != nil {
 			return err
 		}
 	}
@@ -129,7 +115,7 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 		return err
 	}
 	defer model.Free()
-	var summaries []StageSummary
+	var summaries []rundir.StageSummary
 	prev := ""
 	for i := range cfg.Stages {
 		st := &cfg.Stages[i]
@@ -163,9 +149,9 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 	}
 	if rank0 {
 		b, _ := json.MarshalIndent(struct {
-			Stages []StageSummary `json:"stages"`
+			Stages []rundir.StageSummary `json:"stages"`
 		}{summaries}, "", "  ")
-		return writeFileAtomic(filepath.Join(cfg.OutDir, "summary.json"), b)
+		return rundir.WriteFile(filepath.Join(cfg.OutDir, "summary.json"), b)
 	}
 	return nil
 }
@@ -204,13 +190,9 @@ func joinLines(s []string) string {
 	return out
 }
 
-func readDone(stageDir string) (StageSummary, bool) {
-	var s StageSummary
-	b, err := os.ReadFile(filepath.Join(stageDir, "DONE"))
-	if err != nil || json.Unmarshal(b, &s) != nil {
-		return s, false
-	}
-	return s, true
+func readDone(stageDir string) (rundir.StageSummary, bool) {
+	s, err := rundir.ReadStageSummary(filepath.Join(stageDir, rundir.DoneFile))
+	return s, err == nil
 }
 
 // PrepConfig is the data config of a stage as training prepares it: the stage's [stages.data] with the run's
@@ -235,14 +217,14 @@ func (c *Config) PrepConfig(st *Stage) (prep.Config, error) {
 }
 
 // runStage trains one stage to its end (or to a stop), resuming from its latest checkpoint.
-func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, hash string) (StageSummary, error) {
+func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, hash string) (rundir.StageSummary, error) {
 	st := &cfg.Stages[idx]
 	rank, world := env.Dist.Rank, max(env.Dist.World, 1)
 	rank0 := rank == 0
 	t := st.Train
 	data, err := prepareData(ctx, cfg, st, env)
 	if err != nil {
-		return StageSummary{}, err
+		return rundir.StageSummary{}, err
 	}
 	defer data.Close()
 	trainDS, valDS := data.train, data.val
@@ -251,7 +233,7 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 	}
 	accum, err := t.accumulation(world)
 	if err != nil {
-		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
+		return rundir.StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
 	mode := loader.Pack
 	if t.Mode == "pad" {
@@ -264,21 +246,21 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 	if rank0 {
 		removeTemps(ckDir)
 	}
-	cks, err := listCheckpoints(ckDir, st.Name)
+	cks, err := rundir.ListCheckpoints(ckDir, st.Name)
 	if err != nil {
-		return StageSummary{}, err
+		return rundir.StageSummary{}, err
 	}
-	var resume *ckptState
+	var resume *rundir.CheckpointState
 	if len(cks) > 0 {
-		s, err := readCkptState(cks[len(cks)-1])
+		s, err := rundir.ReadCheckpointState(cks[len(cks)-1])
 		if err != nil {
-			return StageSummary{}, err
+			return rundir.StageSummary{}, err
 		}
 		if s.ConfigHash != hash {
-			return StageSummary{}, fmt.Errorf("stage %s: checkpoint %s was made with another config (hash %s, now %s)", st.Name, cks[len(cks)-1], s.ConfigHash, hash)
+			return rundir.StageSummary{}, fmt.Errorf("stage %s: checkpoint %s was made with another config (hash %s, now %s)", st.Name, cks[len(cks)-1], s.ConfigHash, hash)
 		}
 		if len(s.Loaders) != world {
-			return StageSummary{}, fmt.Errorf("stage %s: checkpoint %s has %d data-loader states, this run has %d processes; resume with the same number of processes",
+			return rundir.StageSummary{}, fmt.Errorf("stage %s: checkpoint %s has %d data-loader states, this run has %d processes; resume with the same number of processes",
 				st.Name, cks[len(cks)-1], len(s.Loaders), world)
 		}
 		resume = &s
@@ -289,7 +271,7 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 	}
 	ld, err := loader.New(trainDS, lcfg, from)
 	if err != nil {
-		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
+		return rundir.StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
 	defer ld.Close()
 	var warn io.Writer
@@ -297,7 +279,7 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 		warn = env.Err
 	}
 	if err := checkPadding(st, trainDS, ld, world, warn); err != nil {
-		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
+		return rundir.StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
 
 	total := t.Steps
@@ -308,34 +290,34 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 	params := model.Params()
 	opt, err := optim.NewAdamW(params, t.adamw())
 	if err != nil {
-		return StageSummary{}, err
+		return rundir.StageSummary{}, err
 	}
 	defer opt.Free()
 	sched, err := optim.NewSchedule(t.schedule(), t.LR, total)
 	if err != nil {
-		return StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
+		return rundir.StageSummary{}, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
 
 	r := &stageRun{cfg: cfg, st: st, idx: idx, model: model, opt: opt, sched: sched, ld: ld, val: valDS, lcfg: lcfg,
 		accum: accum, total: total, env: env, rank: rank, world: world, hash: hash}
 	if resume != nil {
 		if err := r.restore(cks[len(cks)-1], resume); err != nil {
-			return StageSummary{}, err
+			return rundir.StageSummary{}, err
 		}
 	} else {
 		if err := torch.ManualSeed(cfg.Seed + uint64(idx)); err != nil {
-			return StageSummary{}, err
+			return rundir.StageSummary{}, err
 		}
 		if err := reseedDropout(model, cfg.Seed+uint64(idx)+1000, env.Device); err != nil {
-			return StageSummary{}, err
+			return rundir.StageSummary{}, err
 		}
 		if err := r.broadcastParams(); err != nil {
-			return StageSummary{}, err
+			return rundir.StageSummary{}, err
 		}
 	}
 	if rank0 {
-		if r.metrics, err = openMetrics(filepath.Join(cfg.OutDir, "metrics.jsonl"), st.Name, r.step); err != nil {
-			return StageSummary{}, err
+		if r.metrics, err = openRecorder(rundir.Dir(cfg.OutDir), st.Name, r.step, cfg.Log.Every); err != nil {
+			return rundir.StageSummary{}, err
 		}
 		defer r.metrics.Close()
 		what := "starting"
@@ -350,17 +332,17 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 		if r.con != nil {
 			r.con.done()
 		}
-		return StageSummary{}, err
+		return rundir.StageSummary{}, err
 	}
 	if r.con != nil {
 		r.con.done()
 	}
-	sum := StageSummary{Name: st.Name, Kind: st.Kind, Steps: r.step, Tokens: r.counters.Tokens, TrainedTokens: r.counters.Trained,
+	sum := rundir.StageSummary{Name: st.Name, Kind: st.Kind, Steps: r.step, Tokens: r.counters.Tokens, TrainedTokens: r.counters.Trained,
 		SkippedSteps: r.counters.Skipped, FinalTrainLoss: r.counters.LastLoss, EvalNote: data.noVal, Seconds: r.counters.Seconds}
 	if r.val != nil {
 		l, err := r.evaluate()
 		if err != nil {
-			return StageSummary{}, err
+			return rundir.StageSummary{}, err
 		}
 		sum.FinalEvalLoss = &l
 	}
@@ -370,26 +352,33 @@ func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, h
 		if err := os.MkdirAll(stageDir, 0o755); err != nil {
 			return sum, err
 		}
-		tmp := out + ".tmp"
-		os.RemoveAll(tmp)
+		tmp, err := atomicfile.TempDir(out)
+		if err != nil {
+			return sum, err
+		}
 		if err := model.SaveOutput(tmp); err != nil {
+			os.RemoveAll(tmp)
 			return sum, fmt.Errorf("stage %s: saving output: %w", st.Name, err)
 		}
-		os.RemoveAll(out)
-		if err := os.Rename(tmp, out); err != nil {
-			return sum, err
+		if err := atomicfile.PublishDir(tmp, out); err != nil {
+			os.RemoveAll(tmp)
+			return sum, fmt.Errorf("stage %s: saving output: %w", st.Name, err)
 		}
 		sum.Output = out
 		if env.StageEnd != nil {
-			if err := env.StageEnd(cfg, st, model); err != nil {
+			res, err := env.StageEnd(cfg, st, model)
+			if err != nil {
 				return sum, fmt.Errorf("stage %s: evaluations: %w", st.Name, err)
+			}
+			if err := r.metrics.results(r.step, res); err != nil {
+				return sum, err
 			}
 		}
 		b, _ := json.MarshalIndent(sum, "", "  ")
-		if err := writeFileAtomic(filepath.Join(stageDir, "summary.json"), b); err != nil {
+		if err := rundir.WriteFile(filepath.Join(stageDir, "summary.json"), b); err != nil {
 			return sum, err
 		}
-		if err := writeFileAtomic(filepath.Join(stageDir, "DONE"), b); err != nil {
+		if err := rundir.WriteFile(filepath.Join(stageDir, "DONE"), b); err != nil {
 			return sum, err
 		}
 		eval := "no held-out data"

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
@@ -393,7 +394,7 @@ func TestSIGTERMSavesAndResumes(t *testing.T) {
 	if err := cmd.Wait(); err != nil || !strings.Contains(buf.String(), "WORKER STOPPED") {
 		t.Fatalf("SIGTERM: %v\n%s", err, buf.String())
 	}
-	cks, _ := listCheckpoints(filepath.Join(out, "checkpoints"), "msm")
+	cks, _ := rundir.ListCheckpoints(filepath.Join(out, "checkpoints"), "msm")
 	if len(cks) == 0 {
 		t.Fatalf("no checkpoint after SIGTERM\n%s", buf.String())
 	}
@@ -449,11 +450,11 @@ func TestDataParallelResume(t *testing.T) {
 	out := filepath.Join(dir, "stopped")
 	cfgPath := writeConfig(t, dir, "stopped.toml", strings.Replace(testConfig(dir, out, train), "every = 1\n", "every = 1000\n", 1))
 	runRanks(t, cfgPath, 2, "MSM_TRAIN_STOP_AFTER=3")
-	cks, _ := listCheckpoints(filepath.Join(out, "checkpoints"), "msm")
+	cks, _ := rundir.ListCheckpoints(filepath.Join(out, "checkpoints"), "msm")
 	if len(cks) != 1 {
 		t.Fatalf("checkpoints after the stop: %v", cks)
 	}
-	st, err := readCkptState(cks[0])
+	st, err := rundir.ReadCheckpointState(cks[0])
 	if err != nil || st.Step != 3 || len(st.Loaders) != 2 || st.Loaders[0].Rank != 0 || st.Loaders[1].Rank != 1 {
 		t.Fatalf("checkpoint state %+v, %v", st, err)
 	}
