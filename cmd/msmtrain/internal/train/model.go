@@ -1,0 +1,26 @@
+package train
+
+import (
+	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/optim"
+)
+
+// Model is what a stage trains. The decoder models implement it (see model.go).
+type Model interface {
+	// Loss returns the sum over positions of weight * cross-entropy (targets < 0 ignored) for packed rows.
+	Loss(ids, pos, seg, targets, weights *torch.Tensor) *torch.Tensor
+	// Params are the trainable tensors with stable names.
+	Params() []optim.Param
+	// FLOPsPerToken is the training cost of one token at seqLen, for MFU.
+	FLOPsPerToken(seqLen int) float64
+	// SaveOutput writes the stage's product: a PEFT adapter (LoRA) or a Hugging Face model (full fine-tuning).
+	SaveOutput(dir string) error
+	// LoadOutput continues from a previous stage's SaveOutput.
+	LoadOutput(dir string) error
+	// MergeAdapter folds the LoRA adapter into the base weights and starts a fresh adapter.
+	MergeAdapter() error
+	Free()
+}
+
+// Builder makes the model of a config on a device: the base weights plus a fresh adapter when LoRA is on.
+type Builder func(cfg *Config, dev torch.Device) (Model, error)
