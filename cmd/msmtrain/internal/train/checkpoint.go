@@ -71,3 +71,43 @@ func saveCheckpoint(dir string, st rundir.CheckpointState, trainable, optState m
 	}
 	return final, nil
 }
+
+// checkpoint saves the training state (rank 0 writes; every rank contributes its data-loader state).
+func (r *stageRun) checkpoint() (string, error) {
+	states, err := r.gatherLoaderStates()
+	if err != nil {
+		return "", err
+	}
+	path := ""
+	if r.rank == 0 {
+		rng, err := (*torch.Generator)(nil).State()
+		if err != nil {
+			return "", err
+		}
+		st := rundir.CheckpointState{Stage: r.st.Name, Step: r.step, OptSteps: r.opt.Steps(), Total: r.total, ConfigHash: r.hash, Loaders: states, RNG: rng,
+			Counters: r.counters}
+		if r.env.Device.IsCUDA() {
+			if st.RNGCUDA, err = torch.CUDARNGState(r.env.Device.Index); err != nil {
+				return "", err
+			}
+		}
+		if g, ok := r.model.(dropoutRNG); ok {
+			if st.LoRARNG, err = g.DropoutRNGState(); err != nil {
+				return "", err
+			}
+		}
+		trainable := map[string]*torch.Tensor{}
+		for _, p := range r.model.Params() {
+			trainable[p.Name] = p.Tensor
+		}
+		path, err = saveCheckpoint(filepath.Join(r.cfg.OutDir, "checkpoints"), st, trainable, r.opt.State(), r.cfg.Checkpoint.Keep)
+		if err != nil {
+			return "", err
+		}
+	}
+	// no process goes on (or exits on a stop) before the checkpoint is durable
+	if err := waitRank0(r.env, fmt.Sprintf("rank 0 to save the checkpoint of stage %s step %d", r.st.Name, r.step)); err != nil {
+		return "", err
+	}
+	return path, nil
+}

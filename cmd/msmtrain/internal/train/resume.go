@@ -1,58 +1,12 @@
 package train
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
-	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/torch"
 )
-
-// stateBytes is the room for one rank's loader state in the all-gather that collects them for a checkpoint.
-const stateBytes = 1024
-
-// gatherLoaderStates returns every rank's data-loader state, in rank order.
-func (r *stageRun) gatherLoaderStates() ([]loader.State, error) {
-	mine := r.ld.State()
-	if r.env.PG == nil {
-		return []loader.State{mine}, nil
-	}
-	b, err := json.Marshal(mine)
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > stateBytes {
-		return nil, fmt.Errorf("loader state of %d bytes exceeds %d", len(b), stateBytes)
-	}
-	buf := make([]byte, stateBytes)
-	copy(buf, b)
-	t := torch.FromBytes(buf, torch.Uint8, []int64{stateBytes}, torch.CPU)
-	defer t.Free()
-	if r.env.Device.IsCUDA() { // NCCL gathers device tensors
-		d := t.ToDevice(r.env.Device)
-		defer d.Free()
-		t = d
-	}
-	all, err := r.env.PG.AllGather(t)
-	if err != nil {
-		return nil, err
-	}
-	states := make([]loader.State, len(all))
-	for i, a := range all {
-		raw, err := a.Bytes()
-		a.Free()
-		if err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal(bytes.TrimRight(raw, "\x00"), &states[i]); err != nil {
-			return nil, fmt.Errorf("loader state of rank %d: %w", i, err)
-		}
-	}
-	return states, nil
-}
 
 // restore loads a checkpoint's weights, optimizer state, RNG state and counters.
 func (r *stageRun) restore(dir string, st *rundir.CheckpointState) error {

@@ -3,10 +3,7 @@ package train
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
-
-	"github.com/msmtrain/msmtrain/torch"
 )
 
 // A stop (SIGTERM or SIGUSR1, through Env.Stop) is honoured where the files of the run are complete and every
@@ -27,32 +24,6 @@ import (
 
 // stopped reports whether this process was asked to stop.
 func (e Env) stopped() bool { return e.Stop != nil && e.Stop.Load() }
-
-// agreeStop tells every process whether any process was asked to stop. It is a collective: every process calls it
-// at the same point.
-func agreeStop(env Env) (bool, error) {
-	v := 0.0
-	if env.stopped() {
-		v = 1
-	}
-	x, err := reduceSmall(env, []float64{v}, torch.ReduceOpMax)
-	if err != nil {
-		return false, err
-	}
-	return x[0] != 0, nil
-}
-
-// waitRank0 returns once every process has reached it; the processes call it after rank 0's own work (what), so
-// that work is complete for all of them afterwards.
-func waitRank0(env Env, what string) error {
-	if env.PG == nil {
-		return nil
-	}
-	if err := env.PG.Barrier(); err != nil {
-		return fmt.Errorf("waiting for %s: %w (if that work legitimately takes longer, raise dist.timeout_seconds)", what, err)
-	}
-	return nil
-}
 
 // errStopRequested is the cause of a context cancelled by stopContext.
 var errStopRequested = errors.New("train: stop requested")

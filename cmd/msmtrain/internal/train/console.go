@@ -76,7 +76,7 @@ func (c *console) printf(format string, args ...any) {
 }
 
 func (c *console) done() {
-	if c.bar != nil {
+	if c != nil && c.bar != nil {
 		c.bar.Finish()
 		fmt.Fprintln(c.w)
 	}

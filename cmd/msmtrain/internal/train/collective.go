@@ -1,0 +1,172 @@
+package train
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/msmtrain/msmtrain/data/loader"
+	"github.com/msmtrain/msmtrain/torch"
+)
+
+// The collectives of data parallelism: every process calls each of these at the same point of the stage, in the
+// same order (a process that skips one hangs the others until dist.timeout_seconds). They are no-ops with one
+// process. Small values travel as float64 tensors on the training device (NCCL reduces only CUDA tensors) and are
+// read back to the host, so a call returns only once every process has contributed.
+
+// stopRequested agrees across processes on whether to stop now (any process got the signal).
+func (r *stageRun) stopRequested() (bool, error) {
+	local := (r.env.Stop != nil && r.env.Stop.Load()) || (r.env.StopAfter > 0 && r.stepsHere >= r.env.StopAfter)
+	if r.env.PG == nil {
+		return local, nil
+	}
+	v := 0.0
+	if local {
+		v = 1
+	}
+	x, err := r.allReduce([]float64{v}, torch.ReduceOpMax)
+	if err != nil {
+		return false, err
+	}
+	return x[0] != 0, nil
+}
+
+// allSum sums small values across processes (float64, exact for counts below 2^53).
+func (r *stageRun) allSum(v []float64) ([]float64, error) { return r.allReduce(v, torch.ReduceOpSum) }
+
+// allReduce reduces small values across the processes of the stage.
+func (r *stageRun) allReduce(v []float64, op torch.ReduceOp) ([]float64, error) {
+	return reduceSmall(r.env, v, op)
+}
+
+// reduceSmall reduces small values across processes, on the training device (NCCL reduces only CUDA tensors). The
+// result is read back to the host, so the call returns only once every process has contributed.
+func reduceSmall(env Env, v []float64, op torch.ReduceOp) ([]float64, error) {
+	if env.PG == nil {
+		return v, nil
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	t := torch.FromFloat64s(v).ToDevice(env.Device)
+	if err := t.Err(); err != nil {
+		return nil, err
+	}
+	if err := env.PG.AllReduce([]*torch.Tensor{t}, op); err != nil {
+		return nil, err
+	}
+	return t.Float64s()
+}
+
+// bucketBytes bounds one gradient all-reduce: large enough to amortise latency, small enough not to double
+// memory for full fine-tuning.
+const bucketBytes = 64 << 20
+
+// allReduceGrads sums gradients across processes in buckets.
+func (r *stageRun) allReduceGrads(params []*torch.Tensor) error {
+	s := torch.NewScope()
+	defer s.Close()
+	var bucket []*torch.Tensor
+	var size int64
+	flush := func() error {
+		if len(bucket) == 0 {
+			return nil
+		}
+		err := r.env.PG.AllReduce(bucket, torch.ReduceOpSum)
+		bucket, size = bucket[:0], 0
+		return err
+	}
+	for _, p := range params {
+		g := p.Grad()
+		if g == nil {
+			continue
+		}
+		if err := g.Err(); err != nil {
+			return err
+		}
+		bucket = append(bucket, g)
+		size += g.Numel() * int64(g.DType().Size())
+		if size >= bucketBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// broadcastParams makes every process start from rank 0's trainable weights.
+func (r *stageRun) broadcastParams() error {
+	if r.env.PG == nil {
+		return nil
+	}
+	return r.env.PG.Broadcast(r.opt.Tensors(), 0)
+}
+
+// agreeStop tells every process whether any process was asked to stop. It is a collective: every process calls it
+// at the same point.
+func agreeStop(env Env) (bool, error) {
+	v := 0.0
+	if env.stopped() {
+		v = 1
+	}
+	x, err := reduceSmall(env, []float64{v}, torch.ReduceOpMax)
+	if err != nil {
+		return false, err
+	}
+	return x[0] != 0, nil
+}
+
+// waitRank0 returns once every process has reached it; the processes call it after rank 0's own work (what), so
+// that work is complete for all of them afterwards.
+func waitRank0(env Env, what string) error {
+	if env.PG == nil {
+		return nil
+	}
+	if err := env.PG.Barrier(); err != nil {
+		return fmt.Errorf("waiting for %s: %w (if that work legitimately takes longer, raise dist.timeout_seconds)", what, err)
+	}
+	return nil
+}
+
+// stateBytes is the room for one rank's loader state in the all-gather that collects them for a checkpoint.
+const stateBytes = 1024
+
+// gatherLoaderStates returns every rank's data-loader state, in rank order.
+func (r *stageRun) gatherLoaderStates() ([]loader.State, error) {
+	mine := r.ld.State()
+	if r.env.PG == nil {
+		return []loader.State{mine}, nil
+	}
+	b, err := json.Marshal(mine)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > stateBytes {
+		return nil, fmt.Errorf("loader state of %d bytes exceeds %d", len(b), stateBytes)
+	}
+	buf := make([]byte, stateBytes)
+	copy(buf, b)
+	t := torch.FromBytes(buf, torch.Uint8, []int64{stateBytes}, torch.CPU)
+	defer t.Free()
+	if r.env.Device.IsCUDA() { // NCCL gathers device tensors
+		d := t.ToDevice(r.env.Device)
+		defer d.Free()
+		t = d
+	}
+	all, err := r.env.PG.AllGather(t)
+	if err != nil {
+		return nil, err
+	}
+	states := make([]loader.State, len(all))
+	for i, a := range all {
+		raw, err := a.Bytes()
+		a.Free()
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(bytes.TrimRight(raw, "\x00"), &states[i]); err != nil {
+			return nil, fmt.Errorf("loader state of rank %d: %w", i, err)
+		}
+	}
+	return states, nil
+}

@@ -1,0 +1,188 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
+	"github.com/msmtrain/msmtrain/data/loader"
+	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/optim"
+)
+
+// runStage trains one stage to its end (or to a stop), resuming from its latest checkpoint.
+func runStage(ctx context.Context, cfg *Config, idx int, model Model, env Env, hash string) (rundir.StageSummary, error) {
+	st := &cfg.Stages[idx]
+	data, err := prepareData(ctx, cfg, st, env)
+	if err != nil {
+		return rundir.StageSummary{}, err
+	}
+	defer data.Close()
+	r, err := newStageRun(cfg, idx, model, env, hash, data)
+	if err != nil {
+		return rundir.StageSummary{}, err
+	}
+	defer r.close()
+	err = r.loop(ctx)
+	r.con.done()
+	if err != nil {
+		return rundir.StageSummary{}, err
+	}
+	return r.finish(data.noVal)
+}
+
+// newStageRun sets a stage up on its data: the latest checkpoint (if any) to resume from, the data loader, the
+// optimizer and schedule, then either the checkpoint's state or fresh seeds and rank 0's weights; on rank 0 also
+// the stage's records and console.
+func newStageRun(cfg *Config, idx int, model Model, env Env, hash string, data *stageData) (r *stageRun, err error) {
+	st := &cfg.Stages[idx]
+	rank, world := env.Dist.Rank, max(env.Dist.World, 1)
+	t := st.Train
+	fail := func(err error) (*stageRun, error) {
+		if r != nil {
+			r.close()
+		}
+		return nil, fmt.Errorf("stage %s: %w", st.Name, err)
+	}
+	if rank == 0 && data.val == nil {
+		fmt.Fprintf(env.Err, "stage %s: %s; the stage reports no eval loss\n", st.Name, data.noVal)
+	}
+	accum, err := t.accumulation(world)
+	if err != nil {
+		return fail(err)
+	}
+	mode := loader.Pack
+	if t.Mode == "pad" {
+		mode = loader.Pad
+	}
+	lcfg := loader.Config{SeqLen: t.SeqLen, Rows: t.MicroBatch, Mode: mode, Seed: cfg.Seed + uint64(idx), Rank: rank, World: world}
+	ckPath, resume, err := latestCheckpoint(cfg, st, env, world, hash)
+	if err != nil {
+		return fail(err)
+	}
+	var from *loader.State
+	if resume != nil {
+		from = &resume.Loaders[rank]
+	}
+	r = &stageRun{cfg: cfg, st: st, idx: idx, model: model, val: data.val, lcfg: lcfg, accum: accum, env: env, rank: rank,
+		world: world, hash: hash, flopsPerToken: model.FLOPsPerToken(t.SeqLen),
+		peakFLOPS: peakTFLOPS(cfg.Model.PeakTFLOPS, env.Device) * 1e12}
+	if r.ld, err = loader.New(data.train, lcfg, from); err != nil {
+		return fail(err)
+	}
+	var warn io.Writer
+	if rank == 0 {
+		warn = env.Err
+	}
+	if err := checkPadding(st, data.train, r.ld, world, warn); err != nil {
+		return fail(err)
+	}
+	r.total = t.Steps
+	if r.total == 0 {
+		micro := int(t.Epochs * float64(r.ld.StepsPerEpoch(0)))
+		r.total = max(1, (micro+accum-1)/accum)
+	}
+	if r.opt, err = optim.NewAdamW(model.Params(), t.adamw()); err != nil {
+		return fail(err)
+	}
+	if r.sched, err = optim.NewSchedule(t.schedule(), t.LR, r.total); err != nil {
+		return fail(err)
+	}
+	if resume != nil {
+		err = r.restore(ckPath, resume)
+	} else {
+		err = r.seed()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if rank == 0 {
+		if r.metrics, err = openRecorder(rundir.Dir(cfg.OutDir), st.Name, r.step, cfg.Log.Every); err != nil {
+			return fail(err)
+		}
+		what := "starting"
+		if resume != nil {
+			what = fmt.Sprintf("resuming at step %d", r.step)
+		}
+		fmt.Fprintf(env.Out, "stage %s (%s): %s; %d steps of %d x %d rows x %d tokens (%d micro-batches/step/process, %d processes), lr %g\n",
+			st.Name, st.Kind, what, r.total, accum*world, t.MicroBatch, t.SeqLen, accum, world, t.LR)
+		r.con = newConsole(env.Err, cfg.Log.Progress, cfg.Log.Every, st.Name, r.step, r.total)
+	}
+	return r, nil
+}
+
+// latestCheckpoint returns the stage's latest checkpoint and its state, or nil when the stage starts afresh. It
+// must have been made with this config and this number of processes.
+func latestCheckpoint(cfg *Config, st *Stage, env Env, world int, hash string) (string, *rundir.CheckpointState, error) {
+	d := rundir.Dir(cfg.OutDir)
+	if env.Dist.Rank == 0 {
+		removeTemps(d.CheckpointDir())
+	}
+	cks, err := d.Checkpoints(st.Name)
+	if err != nil || len(cks) == 0 {
+		return "", nil, err
+	}
+	path := cks[len(cks)-1]
+	s, err := rundir.ReadCheckpointState(path)
+	if err != nil {
+		return "", nil, err
+	}
+	if s.ConfigHash != hash {
+		return "", nil, fmt.Errorf("checkpoint %s was made with another config (hash %s, now %s)", path, s.ConfigHash, hash)
+	}
+	if len(s.Loaders) != world {
+		return "", nil, fmt.Errorf("checkpoint %s has %d data-loader states, this run has %d processes; resume with the same "+
+			"number of processes", path, len(s.Loaders), world)
+	}
+	return path, &s, nil
+}
+
+// seed starts a stage afresh: the stage's seeds for libtorch and the adapter's dropout, and rank 0's trainable
+// weights on every process.
+func (r *stageRun) seed() error {
+	seed := r.cfg.Seed + uint64(r.idx)
+	if err := torch.ManualSeed(seed); err != nil {
+		return err
+	}
+	if err := reseedDropout(r.model, seed+1000, r.env.Device); err != nil {
+		return err
+	}
+	return r.broadcastParams()
+}
+
+// close releases what newStageRun made.
+func (r *stageRun) close() {
+	if r.metrics != nil {
+		r.metrics.Close()
+	}
+	if r.opt != nil {
+		r.opt.Free()
+	}
+	if r.ld != nil {
+		r.ld.Close()
+	}
+}
+
+// reseedDropout starts the model's own dropout generator (LoRA dropout) of a stage from a seed, so that a stage
+// draws the same masks whether the previous stage ran in this process or in an earlier one.
+func reseedDropout(m Model, seed uint64, dev torch.Device) error {
+	g, ok := m.(dropoutRNG)
+	if !ok {
+		return nil
+	}
+	cur, err := g.DropoutRNGState()
+	if err != nil || cur == nil {
+		return err
+	}
+	fresh, err := torch.NewGenerator(seed, dev)
+	if err != nil {
+		return err
+	}
+	defer fresh.Free()
+	st, err := fresh.State()
+	if err != nil {
+		return err
+	}
+	return g.SetDropoutRNGState(st)
+}
