@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -157,7 +158,7 @@ func OpenDataset(dir string, o OpenOptions) (*Dataset, error) {
 		}
 		d.shards = append(d.shards, r)
 		if r.Size() != si.Bytes || int64(r.NumDocs()) != si.Docs || r.NumTokens() != si.Tokens ||
-			r.VocabSize() != m.VocabSize || !equal(r.Sources(), names) {
+			r.VocabSize() != m.VocabSize || !slices.Equal(r.Sources(), names) {
 			return fail(fmt.Errorf("shard: %s: %w: %s does not match its manifest entry (%s)", mpath, ErrManifest, si.File, hint))
 		}
 		d.base = append(d.base, d.base[len(d.base)-1]+si.Docs)
@@ -198,18 +199,6 @@ func verifySHA256(dir string, shards []ShardInfo) error {
 		}
 	}
 	return nil
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // NumDocs returns the number of documents in all shards.

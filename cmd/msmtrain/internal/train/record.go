@@ -2,7 +2,6 @@ package train
 
 import (
 	"errors"
-	"math"
 	"sort"
 	"time"
 
@@ -40,29 +39,13 @@ func (r *recorder) train(rec rundir.TrainRecord) error {
 	if err := r.log.Write(rec); err != nil {
 		return err
 	}
-	wall, _ := time.Parse(time.RFC3339, rec.Time)
-	step := int64(rec.Step)
-	scalars := []struct {
-		tag string
-		v   float64
-	}{{"train/loss", float64(rec.Loss)}, {"train/lr", rec.LR}, {"train/grad_norm", float64(rec.GradNorm)},
+	ss := []scalar{{"train/loss", float64(rec.Loss)}, {"train/lr", rec.LR}, {"train/grad_norm", float64(rec.GradNorm)},
 		{"train/tokens_per_s", rec.TokensPerS}, {"train/tokens", float64(rec.Tokens)},
 		{"train/mem_gib", float64(rec.MemBytes) / (1 << 30)}}
 	if rec.MFU > 0 {
-		scalars = append(scalars, struct {
-			tag string
-			v   float64
-		}{"train/mfu", rec.MFU})
+		ss = append(ss, scalar{"train/mfu", rec.MFU})
 	}
-	for _, s := range scalars {
-		if err := r.tb.Scalar(s.tag, step, s.v, wall); err != nil {
-			return err
-		}
-	}
-	if rec.Step%r.every == 0 {
-		return r.tb.Flush()
-	}
-	return nil
+	return r.scalars(rec.Step, rec.Time, ss, rec.Step%r.every == 0)
 }
 
 func (r *recorder) eval(rec rundir.EvalRecord) error {
@@ -72,42 +55,43 @@ func (r *recorder) eval(rec rundir.EvalRecord) error {
 	if err := r.log.Write(rec); err != nil {
 		return err
 	}
-	wall, _ := time.Parse(time.RFC3339, rec.Time)
-	step := int64(rec.Step)
-	if err := r.tb.Scalar("eval/loss", step, float64(rec.EvalLoss), wall); err != nil {
-		return err
+	ss := []scalar{{"eval/loss", float64(rec.EvalLoss)}}
+	for k, v := range rec.BySource {
+		ss = append(ss, scalar{"eval/loss/" + k, float64(v.Loss)})
 	}
-	names := make([]string, 0, len(rec.BySource))
-	for k := range rec.BySource {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		if err := r.tb.Scalar("eval/loss/"+k, step, float64(rec.BySource[k].Loss), wall); err != nil {
-			return err
-		}
-	}
-	return r.tb.Flush()
+	return r.scalars(rec.Step, rec.Time, ss, true)
 }
 
-// results records end-of-stage evaluation results (name/metric) at the stage's last step.
+// results records end-of-stage evaluation results (name: value) as eval/<name> at the stage's last step.
 func (r *recorder) results(step int, res map[string]float64) error {
 	if r == nil {
 		return nil
 	}
-	keys := make([]string, 0, len(res))
-	for k := range res {
-		keys = append(keys, k)
+	var ss []scalar
+	for k, v := range res {
+		ss = append(ss, scalar{"eval/" + k, v})
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if v := res[k]; !math.IsNaN(v) {
-			if err := r.tb.Scalar("eval/"+k, int64(step), v, time.Now()); err != nil {
-				return err
-			}
+	return r.scalars(step, time.Now().UTC().Format(time.RFC3339), ss, true)
+}
+
+type scalar struct {
+	tag string
+	v   float64
+}
+
+// scalars writes TensorBoard events at step and time (RFC 3339), in tag order, and flushes them if flush.
+func (r *recorder) scalars(step int, at string, ss []scalar, flush bool) error {
+	wall, _ := time.Parse(time.RFC3339, at)
+	sort.Slice(ss, func(i, j int) bool { return ss[i].tag < ss[j].tag })
+	for _, s := range ss {
+		if err := r.tb.Scalar(s.tag, int64(step), s.v, wall); err != nil {
+			return err
 		}
 	}
-	return r.tb.Flush()
+	if flush {
+		return r.tb.Flush()
+	}
+	return nil
 }
 
 func (r *recorder) Close() error {

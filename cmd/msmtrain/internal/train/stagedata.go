@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
@@ -165,7 +166,7 @@ func readyData(ctx context.Context, cfg *Config, st *Stage, env Env) error {
 	if err != nil {
 		return err
 	}
-	if started && rec != nil && len(changes) == 0 && !sameShards(rec.Shards, cur.Shards) {
+	if started && rec != nil && len(changes) == 0 && !slices.Equal(rec.Shards, cur.Shards) {
 		changes = []string{fmt.Sprintf("the prepared data in %s differs from the data the stage started on", dir)}
 		if c := prep.ChangedInputs(rec.Inputs, cur.Inputs); len(c) > 0 {
 			changes = c
@@ -256,18 +257,6 @@ func readDataRecord(path string) (*dataRecord, error) {
 		return nil, fmt.Errorf("%s: %w (delete it to adopt the data now in place)", path, err)
 	}
 	return &r, nil
-}
-
-func sameShards(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // openData opens a stage's train and val splits, which rank 0 has checked. A stage's val is optional for a

@@ -1,9 +1,7 @@
 package train
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -24,20 +22,7 @@ func TestDataParallelStopOneRank(t *testing.T) {
 	runRanks(t, writeConfig(t, dir, "ref.toml", testConfig(dir, ref, train)), 2)
 	out := filepath.Join(dir, "stopped")
 	cfgPath := writeConfig(t, dir, "stopped.toml", strings.Replace(testConfig(dir, out, train), "every = 1\n", "every = 1000\n", 1))
-	port := freePort(t)
-	var cmds []*exec.Cmd
-	var bufs []*strings.Builder
-	for rank := range 2 {
-		cmd := worker(t, cfgPath, fmt.Sprintf("RANK=%d", rank), "WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1",
-			fmt.Sprintf("MASTER_PORT=%d", port), "MSM_TRAIN_STEP_DELAY=1")
-		b := &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = b, b
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer cmd.Process.Kill()
-		cmds, bufs = append(cmds, cmd), append(bufs, b)
-	}
+	cmds, bufs := startRanks(t, cfgPath, 2, "MSM_TRAIN_STEP_DELAY=1")
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		if b, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl")); strings.Count(string(b), "\n") >= 2 {
 			break

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
-	"github.com/msmtrain/msmtrain/data/prep"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/dist"
@@ -419,9 +418,18 @@ func freePort(t *testing.T) int {
 // runRanks runs the worker as world processes over Gloo and waits for them.
 func runRanks(t *testing.T, cfgPath string, world int, env ...string) {
 	t.Helper()
+	cmds, bufs := startRanks(t, cfgPath, world, env...)
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("rank %d: %v\n%s", i, err, bufs[i])
+		}
+	}
+}
+
+// startRanks starts the worker as world processes over Gloo; their output goes to bufs.
+func startRanks(t *testing.T, cfgPath string, world int, env ...string) (cmds []*exec.Cmd, bufs []*strings.Builder) {
+	t.Helper()
 	port := freePort(t)
-	var cmds []*exec.Cmd
-	var bufs []*strings.Builder
 	for rank := 0; rank < world; rank++ {
 		cmd := worker(t, cfgPath, append([]string{fmt.Sprintf("RANK=%d", rank), fmt.Sprintf("WORLD_SIZE=%d", world),
 			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port)}, env...)...)
@@ -430,13 +438,10 @@ func runRanks(t *testing.T, cfgPath string, world int, env ...string) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { cmd.Process.Kill() })
 		cmds, bufs = append(cmds, cmd), append(bufs, b)
 	}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("rank %d: %v\n%s", i, err, bufs[i])
-		}
-	}
+	return cmds, bufs
 }
 
 // TestDataParallelResume: two processes stopped after 3 steps (checkpoint with both ranks' loader states) and
@@ -499,25 +504,8 @@ func TestDataParallelMatchesAccumulation(t *testing.T) {
 func TestPreparedDataset(t *testing.T) {
 	dir := t.TempDir()
 	fixture(t, dir)
-	base, err := Parse([]byte(testConfig(dir, filepath.Join(dir, "prep-run"), "steps = 2")), "t.toml", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := base.PrepConfig(&base.Stages[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.OutDir = filepath.Join(dir, "prepared")
-	if _, err := prep.Run(context.Background(), pc, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	text := testConfig(dir, filepath.Join(dir, "run"), "steps = 2")
-	text = strings.Replace(text, fmt.Sprintf(`[stages.data]
-val_fraction = 0.1
-sources = [{ name = "docs", path = %q, kind = "documents" }]`, filepath.Join(dir, "docs.jsonl")), fmt.Sprintf(`dataset = %q`, pc.OutDir), 1)
-	if !strings.Contains(text, "dataset = ") {
-		t.Fatal("fixture config changed: dataset not substituted")
-	}
+	prepared := prepareDocs(t, dir)
+	text := datasetConfig(dir, filepath.Join(dir, "run"), prepared, "steps = 2")
 	if err := runConfig(t, text, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -528,10 +516,7 @@ sources = [{ name = "docs", path = %q, kind = "documents" }]`, filepath.Join(dir
 	}
 	tokPath := filepath.Join(dir, "other.json")
 	os.WriteFile(tokPath, other, 0o644)
-	text = strings.Replace(testConfig(dir, filepath.Join(dir, "run2"), "steps = 2"), filepath.Join(dir, "tokenizer.json"), tokPath, 1)
-	text = strings.Replace(text, fmt.Sprintf(`[stages.data]
-val_fraction = 0.1
-sources = [{ name = "docs", path = %q, kind = "documents" }]`, filepath.Join(dir, "docs.jsonl")), fmt.Sprintf(`dataset = %q`, pc.OutDir), 1)
+	text = strings.Replace(datasetConfig(dir, filepath.Join(dir, "run2"), prepared, "steps = 2"), filepath.Join(dir, "tokenizer.json"), tokPath, 1)
 	err = runConfig(t, text, 0)
 	if err == nil || !strings.Contains(err.Error(), "tokenizer") {
 		t.Fatalf("dataset of another tokenizer: %v", err)
