@@ -252,11 +252,7 @@ func upToDate(out, hash string) (*Summary, string) {
 func publish(out, tmp string, s *Summary) error {
 	os.Remove(filepath.Join(out, SummaryName))
 	for _, split := range []string{"train", "val"} {
-		dst := filepath.Join(out, split)
-		if err := os.RemoveAll(dst); err != nil {
-			return fmt.Errorf("prep: %w", err)
-		}
-		if err := os.Rename(filepath.Join(tmp, split), dst); err != nil {
+		if err := atomicfile.PublishDir(filepath.Join(tmp, split), filepath.Join(out, split)); err != nil {
 			return fmt.Errorf("prep: %w", err)
 		}
 	}
