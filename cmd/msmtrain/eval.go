@@ -10,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/heldout"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
 	"github.com/msmtrain/msmtrain/data/atomicfile"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/shard"
-	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/models/decoder"
 )
 
@@ -80,7 +80,8 @@ type dataMetrics struct {
 	TokensBySrc  map[string]int64   `json:"tokens_by_source"`
 }
 
-// evalData computes the held-out loss of the dataset in dir, packed into rows of seqLen, per trained token.
+// evalData computes the held-out loss of the dataset in dir, packed into rows of seqLen, per trained token: the
+// trainer's evaluation (heldout.Eval) on one process.
 func evalData(mf modelFlags, dir string, seqLen, rows, maxBatches int) (*dataMetrics, error) {
 	ds, err := shard.OpenDataset(dir, shard.OpenOptions{})
 	if err != nil {
@@ -108,78 +109,19 @@ func evalData(mf modelFlags, dir string, seqLen, rows, maxBatches int) (*dataMet
 		return nil, err
 	}
 	defer m.Free()
-	n := ld.StepsPerEpoch(0)
-	if maxBatches > 0 {
-		n = min(n, maxBatches)
-	}
-	names := ds.Manifest.Sources
-	sums := make([]float64, len(names))
-	counts := make([]int64, len(names))
-	source := map[int64]int{}
-	for i := 0; i < n; i++ {
-		b, err := ld.Next()
-		if err != nil {
-			return nil, err
-		}
-		if b.Trained == 0 {
-			continue
-		}
-		lp, err := batchLogProbs(m, b)
-		if err != nil {
-			return nil, fmt.Errorf("batch %d: %w", i, err)
-		}
-		for _, sg := range b.Segments {
-			src, ok := source[sg.Doc]
-			if !ok {
-				d, err := ds.Doc(sg.Doc)
-				if err != nil {
-					return nil, err
-				}
-				src, source[sg.Doc] = d.Source, d.Source
-			}
-			if src < 0 || src >= len(names) {
-				return nil, fmt.Errorf("%s: document %d has source %d, the manifest names %d", dir, sg.Doc, src, len(names))
-			}
-			for k := sg.Row*b.SeqLen + sg.Start; k < sg.Row*b.SeqLen+sg.Start+sg.Len; k++ {
-				if b.Weight[k] != 0 {
-					sums[src] -= float64(lp[k])
-					counts[src]++
-				}
-			}
-		}
+	sums, err := heldout.Eval(m, m.Options().Device, ds, ld, maxBatches)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	res := &dataMetrics{LossBySource: map[string]float64{}, PPLBySource: map[string]float64{}, TokensBySrc: map[string]int64{}}
-	var tot float64
-	for i, s := range names {
-		if counts[i] == 0 {
-			continue
-		}
-		tot += sums[i]
-		res.Tokens += counts[i]
-		l := sums[i] / float64(counts[i])
-		res.LossBySource[s.Name], res.PPLBySource[s.Name], res.TokensBySrc[s.Name] = l, math.Exp(l), counts[i]
-	}
-	if res.Tokens == 0 {
+	if res.Loss, res.Tokens = sums.Total(); res.Tokens == 0 {
 		return nil, fmt.Errorf("%s: no trained tokens to evaluate", dir)
 	}
-	res.Loss = tot / float64(res.Tokens)
 	res.PPL = math.Exp(res.Loss)
-	return res, nil
-}
-
-// batchLogProbs returns log p(target) at every slot of b (0 where there is no target), row-major.
-func batchLogProbs(m *decoder.Model, b *loader.Batch) ([]float32, error) {
-	s := torch.NewScope()
-	defer s.Close()
-	dev := m.Options().Device
-	t := func(v []int32) *torch.Tensor {
-		w := make([]int64, len(v))
-		for i, x := range v {
-			w[i] = int64(x)
-		}
-		return torch.FromInt64s(w, int64(b.Rows), int64(b.SeqLen)).ToDevice(dev)
+	for name, l := range sums.BySource() {
+		res.LossBySource[name], res.PPLBySource[name], res.TokensBySrc[name] = l.Loss, l.PPL(), l.Tokens
 	}
-	return m.LogProbs(t(b.Input), t(b.Pos), t(b.DocID), t(b.Target)).Float32s()
+	return res, nil
 }
 
 // evalMC scores a multiple-choice file and writes per-item results to items when given.
