@@ -110,6 +110,9 @@ func (m *trainModel) LoadOutput(dir string) error {
 	return nil
 }
 
+// Decoder is the model for the stage's evaluations.
+func (m *trainModel) Decoder() *decoder.Model { return m.Model }
+
 // MergeAdapter folds the adapter into the base and starts a fresh one: merged, saved to a scratch directory and
 // reloaded with a new adapter (a stage boundary, so the cost is paid once).
 func (m *trainModel) MergeAdapter() error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/models/decoder"
 	"github.com/msmtrain/msmtrain/torch/optim"
 )
 
@@ -66,6 +67,8 @@ func (m *bigram) LoadOutput(dir string) error {
 }
 
 func (m *bigram) MergeAdapter() error { return nil }
+
+func (m *bigram) Decoder() *decoder.Model { return nil }
 
 func (m *bigram) Free() {
 	m.emb.Free()

@@ -2,6 +2,7 @@ package train
 
 import (
 	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/models/decoder"
 	"github.com/msmtrain/msmtrain/torch/optim"
 )
 
@@ -19,6 +20,9 @@ type Model interface {
 	LoadOutput(dir string) error
 	// MergeAdapter folds the LoRA adapter into the base weights and starts a fresh adapter.
 	MergeAdapter() error
+	// Decoder is the model itself, as trained so far, for the stage's evaluations (Env.StageEnd: multiple
+	// choice, generation); nil for a model that is not a decoder (the trainer's test model).
+	Decoder() *decoder.Model
 	Free()
 }
 
