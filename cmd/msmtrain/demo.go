@@ -19,7 +19,6 @@ import (
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
-	"github.com/msmtrain/msmtrain/torch/models/decoder"
 )
 
 // demoMerges is the size of the demo tokenizer's BPE merge list.
@@ -127,7 +126,12 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 	if err != nil {
 		return err
 	}
-	mc, err := demoMC(cfg, dataDir, base.(*trainModel).Model)
+	tok, tmpl, err := configChat(cfg)
+	if err != nil {
+		base.Free()
+		return err
+	}
+	_, mc, err := infer.RunMC(base.Decoder(), tmpl, tok, filepath.Join(dataDir, "eval_mc.jsonl"))
 	base.Free()
 	if err != nil {
 		return err
@@ -135,7 +139,7 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 	line("before training", mc)
 	for _, st := range cfg.Stages {
 		sum, ok := readStageSummary(filepath.Join(cfg.OutDir, st.Name))
-		b, err := os.ReadFile(filepath.Join(cfg.OutDir, "eval", st.Name+"-mc.json"))
+		b, err := os.ReadFile(rundir.Dir(cfg.OutDir).MCResult(st.Name))
 		if !ok || err != nil || json.Unmarshal(b, &mc) != nil {
 			continue
 		}
@@ -146,7 +150,7 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 		line(fmt.Sprintf("after %s (%d steps, loss %.2f, %s)", st.Name, sum.Steps, sum.FinalTrainLoss, heldOut), mc)
 	}
 	last := cfg.Stages[len(cfg.Stages)-1].Name
-	gen := filepath.Join(cfg.OutDir, last, "generations.jsonl")
+	gen := rundir.Dir(cfg.OutDir).Generations(last)
 	if b, err := os.ReadFile(gen); err == nil {
 		fmt.Fprintf(w, "\nheld-out agentic prompts, greedy answers after %s (all in %s):\n", last, gen)
 		for _, l := range strings.SplitN(strings.TrimSpace(string(b)), "\n", 4)[:3] {
@@ -165,29 +169,6 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 	}
 	fmt.Fprintf(w, "\noutputs: %s/{msm,aft}/output (HF models), metrics.jsonl, eval/, report/report.md and report/loss.png\n", cfg.OutDir)
 	return nil
-}
-
-// demoMC scores the demo's multiple-choice questions with m.
-func demoMC(cfg *train.Config, dataDir string, m *decoder.Model) (infer.MCSummary, error) {
-	tok, err := tokenizer.Load(cfg.Model.Tokenizer)
-	if err != nil {
-		return infer.MCSummary{}, err
-	}
-	tmpl, err := chat.New("chatml", tok)
-	if err != nil {
-		return infer.MCSummary{}, err
-	}
-	f, err := os.Open(filepath.Join(dataDir, "eval_mc.jsonl"))
-	if err != nil {
-		return infer.MCSummary{}, err
-	}
-	defer f.Close()
-	items, err := infer.ReadMC(f, "eval_mc.jsonl")
-	if err != nil {
-		return infer.MCSummary{}, err
-	}
-	_, mc, err := infer.ScoreMC(m, tmpl, tok, items)
-	return mc, err
 }
 
 func readStageSummary(dir string) (rundir.StageSummary, bool) {

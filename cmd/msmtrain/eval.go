@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -133,21 +132,6 @@ func evalMC(mf modelFlags, path, family, items string) (*infer.MCSummary, error)
 	if tmpl == nil {
 		return nil, tmplErr
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	its, err := infer.ReadMC(f, path)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	if len(its) == 0 {
-		return nil, fmt.Errorf("%s: no items", path)
-	}
-	if err := infer.CheckMC(tmpl, its); err != nil {
-		return nil, err
-	}
 	mcfg, err := decoder.ReadConfig(*mf.model)
 	if err != nil {
 		return nil, err
@@ -155,7 +139,8 @@ func evalMC(mf modelFlags, path, family, items string) (*infer.MCSummary, error)
 	if err := checkVocab(*mf.model, mcfg, tok); err != nil {
 		return nil, err
 	}
-	if err := infer.CheckMCPositions(tmpl, tok, its, mcfg.MaxPositionEmbeddings); err != nil {
+	its, err := infer.LoadMC(path, tmpl, tok, mcfg.MaxPositionEmbeddings)
+	if err != nil {
 		return nil, err
 	}
 	m, err := mf.load()
@@ -168,23 +153,11 @@ func evalMC(mf modelFlags, path, family, items string) (*infer.MCSummary, error)
 		return nil, err
 	}
 	if items != "" {
-		f, err := os.Create(items)
+		b, err := jsonLines(res)
 		if err != nil {
 			return nil, err
 		}
-		w := bufio.NewWriter(f)
-		enc := json.NewEncoder(w)
-		for _, r := range res {
-			if err := enc.Encode(r); err != nil {
-				f.Close()
-				return nil, err
-			}
-		}
-		if err := w.Flush(); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
+		if err := atomicfile.WriteFile(items, b); err != nil {
 			return nil, err
 		}
 	}

@@ -95,24 +95,12 @@ func loadChat(modelDir, family string) (tok *tokenizer.Tokenizer, tmpl *chat.Tem
 	return tok, tmpl, nil, nil
 }
 
-// job is one (prompt, sample) to generate.
-type job struct {
-	p      *infer.Prompt
-	ids    []int
-	sample int
-}
-
 func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
 	tok, tmpl, tmplErr, err := loadChat(*mf.model, o.template)
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
-	f, err := os.Open(o.input)
-	if err != nil {
-		return fmt.Errorf("generate: %w", err)
-	}
-	prompts, err := infer.ReadPrompts(f, o.input)
-	f.Close()
+	prompts, err := infer.ReadPromptsFile(o.input)
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
@@ -123,27 +111,15 @@ func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
 	if err := checkVocab(*mf.model, mcfg, tok); err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
-	// Render every prompt before loading the model, so a bad line fails at once.
-	ids := make([][]int, len(prompts))
-	for i, p := range prompts {
-		switch {
-		case p.Messages == nil:
-			ids[i] = tok.Encode(p.Text)
-		case tmpl == nil:
+	// Every prompt is encoded before the model loads, so that a bad line fails at once.
+	for _, p := range prompts {
+		if p.Messages != nil && tmpl == nil {
 			return fmt.Errorf("generate: %s: %w", p.Where, tmplErr)
-		default:
-			if ids[i], err = tmpl.RenderPrompt(p.Messages); err != nil {
-				return fmt.Errorf("generate: %s: %w", p.Where, err)
-			}
 		}
-		if len(ids[i]) == 0 {
-			return fmt.Errorf("generate: %s: the prompt has no tokens", p.Where)
-		}
-		// Refused rather than cut short: every sample of a file is generated to the same --max-new-tokens.
-		if err := checkPositions(mcfg, len(ids[i])+o.gen.MaxNew); err != nil {
-			return fmt.Errorf("generate: %s: the prompt's %d tokens and --max-new-tokens %d: %w; lower --max-new-tokens or shorten the prompt",
-				p.Where, len(ids[i]), o.gen.MaxNew, err)
-		}
+	}
+	ids, err := infer.EncodePrompts(prompts, tok, tmpl, mcfg.MaxPositionEmbeddings, o.gen.MaxNew, "--max-new-tokens")
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
 	}
 	if tmpl != nil {
 		o.gen.StopTokens = []int{tmpl.EOT(), tmpl.EOS()}
@@ -158,11 +134,11 @@ func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
 		return fmt.Errorf("generate: %w", err)
 	}
 	defer out.Close()
-	var jobs []job
+	var jobs []infer.Job
 	for i := range prompts {
 		for s := 0; s < o.samples; s++ {
 			if !done[infer.DoneKey{ID: prompts[i].Key(), Sample: s}] {
-				jobs = append(jobs, job{p: &prompts[i], ids: ids[i], sample: s})
+				jobs = append(jobs, infer.Job{Prompt: &prompts[i], Tokens: ids[i], Sample: s})
 			}
 		}
 	}
@@ -178,21 +154,14 @@ func generate(mf modelFlags, o generateOptions, stdout io.Writer) error {
 	defer m.Free()
 	start := time.Now()
 	var ntok int
-	for b0 := 0; b0 < len(jobs); b0 += o.batch {
-		bj := jobs[b0:min(b0+o.batch, len(jobs))]
-		reqs := make([]infer.Request, len(bj))
-		for i, j := range bj {
-			reqs[i] = infer.Request{Prompt: j.ids, Seed: infer.RowSeed(o.seed, j.p.Key(), j.sample)}
-		}
-		err := infer.GenerateBatch(m, reqs, o.gen, func(c infer.Completion) error {
-			j := bj[c.Index]
-			ntok += len(c.Tokens)
-			return infer.WriteOutput(out, infer.Output{ID: j.p.ID, Sample: j.sample, Text: c.Text, NTokens: len(c.Tokens), Finish: c.Finish,
-				Settings: &settings})
-		})
-		if err != nil {
-			return fmt.Errorf("generate: %s: %w", bj[0].p.Where, err)
-		}
+	err = infer.Generate(m, jobs, o.batch, o.seed, o.gen, func(i int, c infer.Completion) error {
+		j := jobs[i]
+		ntok += len(c.Tokens)
+		return infer.WriteOutput(out, infer.Output{ID: j.Prompt.ID, Sample: j.Sample, Text: c.Text, NTokens: len(c.Tokens), Finish: c.Finish,
+			Settings: &settings})
+	})
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
 	}
 	if err := out.Close(); err != nil {
 		return fmt.Errorf("generate: %w", err)

@@ -253,7 +253,7 @@ func TestMaxPositions(t *testing.T) {
 	ep := writeFile(t, filepath.Join(dir, "ep.jsonl"), promptLines[4]+"\n"+fmt.Sprintf(`{"id": 7, "messages": %s}`, msgs)+"\n")
 	maxNew := limit - len(ids) + 1
 	st := &train.Stage{Name: "aft", EvalPrompts: ep, EvalMaxNew: maxNew}
-	err = stagePrompts(&train.Config{OutDir: dir}, st, &trainModel{Model: m}, tok, tmpl, filepath.Join(dir, "gen.jsonl"))
+	err = stagePrompts(st, m, tok, tmpl, filepath.Join(dir, "gen.jsonl"))
 	if want := fmt.Sprintf("ep.jsonl:2: the prompt's %d tokens and eval_max_new_tokens %d: ", len(ids), maxNew); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("eval_prompts: %v, want %q", err, want)
 	}
@@ -279,7 +279,7 @@ func TestRunFilesOfStageEvals(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep := writeFile(t, filepath.Join(dir, "ep.jsonl"), promptLines[4]+"\n")
-	err = stagePrompts(&train.Config{OutDir: dir}, &train.Stage{Name: "aft", EvalPrompts: ep, EvalMaxNew: 4}, &trainModel{Model: m}, tok, tmpl, gen)
+	err = stagePrompts(&train.Stage{Name: "aft", EvalPrompts: ep, EvalMaxNew: 4}, m, tok, tmpl, gen)
 	if err == nil || !strings.Contains(err.Error(), gen+" is a symbolic link") {
 		t.Fatalf("error %v", err)
 	}

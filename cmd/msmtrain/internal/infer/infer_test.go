@@ -132,14 +132,6 @@ func TestGreedyCachedEqualsRecompute(t *testing.T) {
 					}
 				}
 			}
-			// The existing single-prompt Greedy agrees too.
-			g, _, err := Greedy(m, testPrompts[0], maxNew, []int{0})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := fullGreedy(t, m, testPrompts[0], maxNew, stop); fmt.Sprint(g) != fmt.Sprint(want) {
-				t.Errorf("Greedy %v, recomputed %v", g, want)
-			}
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
@@ -100,6 +101,30 @@ func ReadMC(r io.Reader, name string) ([]MCItem, error) {
 	return items, nil
 }
 
+// LoadMC reads the multiple-choice file at path (ReadMC) and checks it before any model work: at least one item,
+// every prompt rendered by tmpl (CheckMC), every choice within maxPos positions (CheckMCPositions).
+func LoadMC(path string, tmpl *chat.Template, tok *tokenizer.Tokenizer, maxPos int) ([]MCItem, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	items, err := ReadMC(f, path)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%s: no items", path)
+	}
+	if err := CheckMC(tmpl, items); err != nil {
+		return nil, err
+	}
+	if err := CheckMCPositions(tmpl, tok, items, maxPos); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 // CheckMC renders every item's prompt, so that a chat the template rejects (an unknown role, say) is reported with
 // its file and line before any model work.
 func CheckMC(tmpl *chat.Template, items []MCItem) error {
@@ -130,6 +155,15 @@ func CheckMCPositions(tmpl *chat.Template, tok *tokenizer.Tokenizer, items []MCI
 		}
 	}
 	return nil
+}
+
+// RunMC scores the multiple-choice file at path with m: LoadMC, then ScoreMC.
+func RunMC(m *decoder.Model, tmpl *chat.Template, tok *tokenizer.Tokenizer, path string) ([]MCResult, MCSummary, error) {
+	items, err := LoadMC(path, tmpl, tok, m.Config.MaxPositionEmbeddings)
+	if err != nil {
+		return nil, MCSummary{}, err
+	}
+	return ScoreMC(m, tmpl, tok, items)
 }
 
 // ScoreMC scores every choice of every item with one forward pass per choice.

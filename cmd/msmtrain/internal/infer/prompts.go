@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/msmtrain/msmtrain/data/chat"
+	"github.com/msmtrain/msmtrain/data/tokenizer"
 )
 
 // MaxPromptLine is the longest JSONL line ReadPrompts and OpenOutput read.
@@ -78,6 +79,46 @@ func ReadPrompts(r io.Reader, name string) ([]Prompt, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return out, nil
+}
+
+// ReadPromptsFile is ReadPrompts of the file at path.
+func ReadPromptsFile(path string) ([]Prompt, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadPrompts(f, path)
+}
+
+// EncodePrompts returns the tokens of each prompt: a chat rendered with tmpl, its assistant turn opened (tmpl may
+// be nil when no prompt is a chat), raw text tokenized as is. A prompt that leaves no room for maxNew new tokens
+// within maxPos positions (the model's max_position_embeddings; 0: no limit) is refused rather than cut short,
+// so that every sample of a file is generated to the same length; the error names its line and setting, the
+// option that gave maxNew.
+func EncodePrompts(ps []Prompt, tok *tokenizer.Tokenizer, tmpl *chat.Template, maxPos, maxNew int, setting string) ([][]int, error) {
+	ids := make([][]int, len(ps))
+	for i, p := range ps {
+		switch {
+		case p.Messages == nil:
+			ids[i] = tok.Encode(p.Text)
+		case tmpl == nil:
+			return nil, fmt.Errorf("%s: a chat prompt needs a chat template", p.Where)
+		default:
+			var err error
+			if ids[i], err = tmpl.RenderPrompt(p.Messages); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.Where, err)
+			}
+		}
+		if len(ids[i]) == 0 {
+			return nil, fmt.Errorf("%s: the prompt has no tokens", p.Where)
+		}
+		if n := len(ids[i]) + maxNew; maxPos > 0 && n > maxPos {
+			return nil, fmt.Errorf("%s: the prompt's %d tokens and %s %d: %d positions exceed the model's max_position_embeddings %d; lower %s or shorten the prompt",
+				p.Where, len(ids[i]), setting, maxNew, n, maxPos, setting)
+		}
+	}
+	return ids, nil
 }
 
 // compactID checks that an id is a non-empty string or a number and returns it compacted.
