@@ -324,6 +324,53 @@ func TestEvalData(t *testing.T) {
 	}
 }
 
+// TestEncodeJSONL: msmtrain tokenize writes the ids of each line's text, in order, over several parallel batches;
+// bad lines name their number.
+func TestEncodeJSONL(t *testing.T) {
+	_, tok := tinyModelDir(t)
+	var in bytes.Buffer
+	var texts []string
+	for i := range 600 { // more than two batches
+		s := fmt.Sprintf("The model should be honest, rule %d. %s", i, strings.Repeat("Tell me more? ", i%7))
+		if i%50 == 0 {
+			s = ""
+		}
+		texts = append(texts, s)
+		json.NewEncoder(&in).Encode(map[string]any{"text": s, "source": "x"})
+		if i == 3 {
+			in.WriteString("\n")
+		}
+	}
+	var out bytes.Buffer
+	if err := encodeJSONL(&in, &out, tok); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(&out)
+	for i, s := range texts {
+		var got struct{ IDs []int }
+		if err := dec.Decode(&got); err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		if want := tok.Encode(s); !slices.Equal(got.IDs, want) && !(len(want) == 0 && got.IDs != nil && len(got.IDs) == 0) {
+			t.Fatalf("doc %d: ids %v, want %v", i, got.IDs, want)
+		}
+	}
+	if dec.More() {
+		t.Error("more output lines than documents")
+	}
+	for _, c := range []struct{ name, in, want string }{
+		{"bad json", "{\"text\":\"a\"}\n{\"text\":\n", "line 2"},
+		{"no text", "{\"text\":\"a\"}\n\n{\"body\":\"b\"}\n", "line 3"},
+		{"text not a string", "{\"text\":5}\n", "line 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := encodeJSONL(strings.NewReader(c.in), &bytes.Buffer{}, tok); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one naming %s", err, c.want)
+			}
+		})
+	}
+}
+
 func TestReport(t *testing.T) {
 	root := t.TempDir()
 	var dirs []string

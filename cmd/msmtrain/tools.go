@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/BurntSushi/toml"
@@ -28,7 +32,66 @@ func runTokenize(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return tokenizer.EncodeJSONL(os.Stdin, stdout, tok)
+	if err := encodeJSONL(os.Stdin, stdout, tok); err != nil {
+		return fmt.Errorf("tokenize: %w", err)
+	}
+	return nil
+}
+
+// encodeJSONL reads JSON lines {"text": ...} from r and writes {"ids": [...]} to w, one line per input line, in
+// order, encoding documents in parallel batches. Blank lines are skipped; a line that is not a JSON object with a
+// string "text" is an error naming its number.
+func encodeJSONL(r io.Reader, w io.Writer, t *tokenizer.Tokenizer) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<30)
+	bw := bufio.NewWriterSize(w, 1<<20)
+	const batch = 256
+	texts := make([]string, 0, batch)
+	flush := func() error {
+		var buf []byte
+		for _, ids := range t.EncodeBatch(texts) {
+			buf = append(buf[:0], `{"ids":[`...)
+			for i, id := range ids {
+				if i > 0 {
+					buf = append(buf, ',')
+				}
+				buf = strconv.AppendInt(buf, int64(id), 10)
+			}
+			if _, err := bw.Write(append(buf, "]}\n"...)); err != nil {
+				return err
+			}
+		}
+		texts = texts[:0]
+		return nil
+	}
+	line := 0
+	for sc.Scan() {
+		line++
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var doc struct {
+			Text *string `json:"text"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &doc); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		if doc.Text == nil {
+			return fmt.Errorf("line %d: no \"text\" string", line)
+		}
+		if texts = append(texts, *doc.Text); len(texts) == batch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("after line %d: %w", line, err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 func runPrep(args []string, stdout, stderr io.Writer) error {

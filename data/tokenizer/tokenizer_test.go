@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -100,48 +99,6 @@ func TestAccessors(t *testing.T) {
 	}
 	if h := tok.Hash(); len(h) != 64 {
 		t.Errorf("Hash = %q", h)
-	}
-}
-
-func TestEncodeJSONL(t *testing.T) {
-	tok := demo(t)
-	t.Run("ok", func(t *testing.T) {
-		var in bytes.Buffer
-		var texts []string
-		for i := range 600 { // more than one batch
-			s := parityCorpus[i%len(parityCorpus)].text
-			texts = append(texts, s)
-			json.NewEncoder(&in).Encode(map[string]any{"text": s, "source": "x"})
-			if i == 3 {
-				in.WriteString("\n")
-			}
-		}
-		var out bytes.Buffer
-		if err := EncodeJSONL(&in, &out, tok); err != nil {
-			t.Fatal(err)
-		}
-		dec := json.NewDecoder(&out)
-		for i, s := range texts {
-			var got struct{ IDs []int }
-			if err := dec.Decode(&got); err != nil {
-				t.Fatalf("line %d: %v", i+1, err)
-			}
-			if want := tok.Encode(s); !slices.Equal(got.IDs, want) && !(len(want) == 0 && got.IDs != nil && len(got.IDs) == 0) {
-				t.Fatalf("doc %d: ids %v, want %v", i, got.IDs, want)
-			}
-		}
-	})
-	for _, tt := range []struct{ name, in, want string }{
-		{"bad-json", "{\"text\":\"a\"}\n{\"text\":\n", "line 2"},
-		{"no-text", "{\"text\":\"a\"}\n\n{\"body\":\"b\"}\n", "line 3"},
-		{"text-not-string", "{\"text\":5}\n", "line 1"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			err := EncodeJSONL(strings.NewReader(tt.in), &bytes.Buffer{}, tok)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want one naming %s", err, tt.want)
-			}
-		})
 	}
 }
 
