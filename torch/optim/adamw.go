@@ -7,13 +7,14 @@ import (
 	"github.com/msmtrain/msmtrain/torch"
 )
 
-// AdamWConfig holds AdamW's hyperparameters (the learning rate comes from the schedule at each step).
+// AdamWConfig holds AdamW's hyperparameters (the learning rate comes from the schedule at each step). Its TOML keys
+// are those of msmtrain's [train] table, which embeds it.
 type AdamWConfig struct {
+	WeightDecay float64 `toml:"weight_decay"`
 	Beta1       float64 `toml:"beta1"`
 	Beta2       float64 `toml:"beta2"`
 	Eps         float64 `toml:"eps"`
-	WeightDecay float64 `toml:"weight_decay"`
-	Fused       bool    `toml:"fused"` // fused CUDA kernel (libtorch 2.x); ignored on the CPU
+	Fused       bool    `toml:"-"` // fused CUDA kernel (libtorch 2.x) where there is one; not a config key
 }
 
 // DefaultAdamWConfig is torch.optim.AdamW's defaults with the MSM recipe's weight decay.

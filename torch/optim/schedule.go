@@ -29,14 +29,15 @@ type Schedule interface {
 //     "linear" or "1-sqrt") from peak to min, and min from step T on
 //     (transformers' get_wsd_schedule).
 //
-// After T steps every kind holds its final value.
+// After T steps every kind holds its final value. The TOML keys are those of msmtrain's [train] table, where
+// the kind is "schedule".
 type ScheduleConfig struct {
-	Kind        string  `toml:"kind"`
-	Warmup      int     `toml:"warmup_steps"`
+	Kind        string  `toml:"schedule"`
 	WarmupRatio float64 `toml:"warmup_ratio"`
+	Warmup      int     `toml:"warmup_steps"`
 	MinLRRatio  float64 `toml:"min_lr_ratio"`
 	DecayRatio  float64 `toml:"decay_ratio"`
-	DecayShape  string  `toml:"decay_shape"`
+	DecayShape  string  `toml:"decay_shape,omitempty"`
 }
 
 // DefaultScheduleConfig is a cosine decay to 0 without warmup.

@@ -4,16 +4,19 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/msmtrain/msmtrain/torch"
 )
 
 // LoRAConfig describes a LoRA adapter: y = x W^T + (Alpha/Rank) dropout(x) A^T B^T on each target projection.
+// Its TOML keys are those of msmtrain's [lora] table (PEFT's adapter_config.json calls them r, lora_alpha,
+// lora_dropout and target_modules).
 type LoRAConfig struct {
 	Rank    int      `toml:"r"`
 	Alpha   float64  `toml:"alpha"`
 	Dropout float64  `toml:"dropout"`
-	Targets []string `toml:"target_modules"` // any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
+	Targets []string `toml:"targets"` // any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj
 }
 
 // AllProjections are the seven projections of a decoder layer (the MSM recipe adapts all of them).
@@ -34,11 +37,11 @@ func (c LoRAConfig) Validate() error {
 	case c.Dropout < 0 || c.Dropout >= 1:
 		return fmt.Errorf("decoder: lora dropout = %g, want [0, 1)", c.Dropout)
 	case len(c.Targets) == 0:
-		return fmt.Errorf("decoder: lora target_modules is empty (want some of %v)", AllProjections)
+		return fmt.Errorf("decoder: lora has no target modules (want some of %s)", strings.Join(AllProjections, ", "))
 	}
 	for _, t := range c.Targets {
 		if !slices.Contains(AllProjections, t) {
-			return fmt.Errorf("decoder: lora target module %q is not one of %v", t, AllProjections)
+			return fmt.Errorf("decoder: lora targets: unknown module %q (want %s)", t, strings.Join(AllProjections, ", "))
 		}
 	}
 	return nil
