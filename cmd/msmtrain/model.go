@@ -29,7 +29,8 @@ func buildModel(cfg *train.Config, dev torch.Device) (train.Model, error) {
 	}
 	o := decoder.Options{Device: dev, DType: dt, Checkpoint: cfg.Model.Checkpointing, Seed: cfg.Seed}
 	if cfg.LoRA.Enabled {
-		o.LoRA = &decoder.LoRAConfig{Rank: cfg.LoRA.R, Alpha: cfg.LoRA.Alpha, Dropout: cfg.LoRA.Dropout, Targets: cfg.LoRA.Targets}
+		lc := cfg.LoRA.Adapter()
+		o.LoRA = &lc
 	}
 	m := &trainModel{opts: o, base: cfg.Model.Path, tokenizer: cfg.Model.Tokenizer}
 	if cfg.Model.Path != "" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,5 +152,87 @@ func TestVocabCheck(t *testing.T) {
 		filepath.Join(ck, "tokenizer.json"))
 	if _, err := Parse([]byte(withPath), "x.toml", nil); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("small checkpoint vocab: %v, want %q", err, want)
+	}
+}
+
+// resolvedFixture is a resolved config with the shapes a hash must see through: arrays of tables (stages, sources),
+// an empty table and an empty array of tables, an inline array, compatible keys (model.threads, data.workers).
+const resolvedFixture = `name = "t"
+out_dir = "runs/t"
+seed = 11
+
+[model]
+  path = ""
+  tokenizer = "tok.json"
+  device = "cpu"
+  threads = 4
+  [model.init]
+    hidden_size = 16
+    layer_types = ["a", "b"]
+    [model.init.empty]
+
+[lora]
+  enabled = true
+  r = 8
+  alpha = 16.0
+  targets = ["q_proj", "v_proj"]
+
+[train]
+  lr = 0.05
+  schedule = "cosine"
+  eps = 1e-08
+
+[log]
+  every = 10
+
+[[stages]]
+  name = "msm"
+  kind = "msm"
+  [stages.data]
+    doc_prefix = ""
+    workers = 4
+
+    [[stages.data.sources]]
+      name = "docs"
+      path = "docs.jsonl"
+      weight = 0.0
+  [stages.train]
+    lr = 0.05
+    nonfinite = "skip"
+
+[[stages]]
+  name = "aft"
+  kind = "aft"
+  init = "continue"
+  [stages.data]
+    sources = []
+  [stages.train]
+    lr = 0.02
+`
+
+// TestHashStable: the hash of a resolved config is the one the first version computed (a changed hash refuses the
+// checkpoints of every existing run), and changes to compatible keys leave it alone.
+func TestHashStable(t *testing.T) {
+	if h := Hash([]byte(resolvedFixture)); h != "c77138b6912fa150" {
+		t.Errorf("hash %s, want c77138b6912fa150 (the hash of existing runs)", h)
+	}
+	other := strings.NewReplacer("workers = 4", "workers = 2", "threads = 4", "threads = 1", "every = 10", "every = 3").Replace(resolvedFixture)
+	if d, err := Incompatible([]byte(resolvedFixture), []byte(other)); err != nil || len(d) > 0 || Hash([]byte(other)) != Hash([]byte(resolvedFixture)) {
+		t.Errorf("compatible keys changed: %v %v", d, err)
+	}
+}
+
+// TestIncompatible: differences are listed with tomlkeys' keys and values, as the report writes them.
+func TestIncompatible(t *testing.T) {
+	old := strings.NewReplacer("lr = 0.02", "lr = 0.03", `name = "docs"`, `name = "d"`, `schedule = "cosine"`, `schedule = "linear"`,
+		`doc_prefix = ""`, `doc_prefix = "<DOC>"`, "[model.init.empty]", "").Replace(resolvedFixture)
+	d, err := Incompatible([]byte(old), []byte(resolvedFixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`model.init.empty: (unset) -> {}`, `stages.0.data.doc_prefix: "<DOC>" -> ""`,
+		`stages.0.data.sources.0.name: "d" -> "docs"`, "stages.1.train.lr: 0.03 -> 0.02", `train.schedule: "linear" -> "cosine"`}
+	if !slices.Equal(d, want) {
+		t.Errorf("differences\n  %s\nwant\n  %s", strings.Join(d, "\n  "), strings.Join(want, "\n  "))
 	}
 }
