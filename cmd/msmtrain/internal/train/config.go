@@ -16,8 +16,9 @@ import (
 
 // The config code, by file: the schema and its defaults, decoding and what the trainer asks of it (this file);
 // --set overrides (set.go); validation (validate.go); the resolved config saved with a run, its hash and the keys
-// a resumed run may not change (resolved.go). A component's own part of the schema (AdamW, the schedule, LoRA)
-// is that component's config type, with its defaults and checks.
+// a resumed run may not change (resolved.go). Components keep their part of the schema with its defaults and
+// checks: [train] embeds optim.AdamWConfig; the schedule and the LoRA adapter are defaulted and checked by
+// optim.ScheduleConfig and decoder.LoRAConfig.
 
 // Config is a training config: the model, the optional LoRA adapter, defaults for every stage, and the stages.
 // Its TOML schema is documented in configs/README.md.
