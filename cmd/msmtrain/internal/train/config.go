@@ -17,8 +17,7 @@ import (
 // The config code, by file: the schema and its defaults, decoding and what the trainer asks of it (this file);
 // --set overrides (set.go); validation (validate.go); the resolved config saved with a run, its hash and the keys
 // a resumed run may not change (resolved.go). Components keep their part of the schema with its defaults and
-// checks: [train] embeds optim.AdamWConfig; the schedule and the LoRA adapter are defaulted and checked by
-// optim.ScheduleConfig and decoder.LoRAConfig.
+// checks: [train] embeds optim.ScheduleConfig and optim.AdamWConfig, [lora] decoder.LoRAConfig.
 
 // Config is a training config: the model, the optional LoRA adapter, defaults for every stage, and the stages.
 // Its TOML schema is documented in configs/README.md.
@@ -53,22 +52,18 @@ type ModelConfig struct {
 	PeakTFLOPS    float64        `toml:"peak_tflops"`   // for MFU; 0: known GPUs auto, else not reported
 }
 
-// LoRAConfig enables a LoRA adapter (PEFT-compatible); disabled means full fine-tuning. The adapter's values are
-// the decoder's (Adapter), with its defaults and checks.
+// LoRAConfig enables a LoRA adapter (PEFT-compatible); disabled means full fine-tuning. The adapter's keys,
+// defaults and checks are decoder.LoRAConfig's.
 type LoRAConfig struct {
-	Enabled bool     `toml:"enabled"`
-	R       int      `toml:"r"`
-	Alpha   float64  `toml:"alpha"`
-	Dropout float64  `toml:"dropout"`
-	Targets []string `toml:"targets"`
+	Enabled            bool `toml:"enabled"`
+	decoder.LoRAConfig      // r, alpha, dropout, targets
 }
 
 // Adapter is the decoder's config of the adapter.
-func (l LoRAConfig) Adapter() decoder.LoRAConfig {
-	return decoder.LoRAConfig{Rank: l.R, Alpha: l.Alpha, Dropout: l.Dropout, Targets: l.Targets}
-}
+func (l LoRAConfig) Adapter() decoder.LoRAConfig { return l.LoRAConfig }
 
-// TrainConfig is one stage's optimisation setup. AdamW's keys are optim.AdamWConfig's.
+// TrainConfig is one stage's optimisation setup. The schedule's keys are optim.ScheduleConfig's, AdamW's
+// optim.AdamWConfig's.
 type TrainConfig struct {
 	SeqLen      int `toml:"seq_len"`
 	MicroBatch  int `toml:"micro_batch"`  // rows per forward/backward on one process
@@ -79,11 +74,8 @@ type TrainConfig struct {
 	Epochs            float64 `toml:"epochs"` // passes over the data (used when steps is 0)
 	Steps             int     `toml:"steps"`  // optimizer steps (overrides epochs)
 	LR                float64 `toml:"lr"`
-	Schedule          string  `toml:"schedule"` // cosine, linear, constant, wsd
-	WarmupRatio       float64 `toml:"warmup_ratio"`
-	WarmupSteps       int     `toml:"warmup_steps"`
-	MinLRRatio        float64 `toml:"min_lr_ratio"`
-	DecayRatio        float64 `toml:"decay_ratio"` // wsd
+	// schedule (cosine, linear, constant, wsd), warmup_ratio, warmup_steps, min_lr_ratio; wsd: decay_ratio, decay_shape
+	optim.ScheduleConfig
 	optim.AdamWConfig         // weight_decay, beta1, beta2, eps
 	ClipNorm          float64 `toml:"clip_grad_norm"` // 0: no clipping
 	NonFinite         string  `toml:"nonfinite"`      // "skip" the step or "stop" with a checkpoint
@@ -137,7 +129,6 @@ type Stage struct {
 // Default returns the defaults: the MSM recipe (LoRA r64/alpha 128 on every projection when enabled; AdamW lr 1e-4,
 // wd 0.01; cosine with 5% warmup; 1 epoch).
 func Default() Config {
-	lora := decoder.DefaultLoRAConfig()
 	sched := optim.DefaultScheduleConfig()
 	sched.WarmupRatio = 0.05
 	return Config{
@@ -145,9 +136,9 @@ func Default() Config {
 		OutDir: "runs/run",
 		Seed:   1234,
 		Model:  ModelConfig{Device: "cpu", DType: "float32"},
-		LoRA:   LoRAConfig{R: lora.Rank, Alpha: lora.Alpha, Dropout: lora.Dropout, Targets: lora.Targets},
-		Train: TrainConfig{SeqLen: 2048, MicroBatch: 1, Mode: "pack", Epochs: 1, LR: 1e-4, Schedule: sched.Kind,
-			WarmupRatio: sched.WarmupRatio, AdamWConfig: optim.DefaultAdamWConfig(), ClipNorm: 1.0, NonFinite: "skip"},
+		LoRA:   LoRAConfig{LoRAConfig: decoder.DefaultLoRAConfig()},
+		Train: TrainConfig{SeqLen: 2048, MicroBatch: 1, Mode: "pack", Epochs: 1, LR: 1e-4, ScheduleConfig: sched,
+			AdamWConfig: optim.DefaultAdamWConfig(), ClipNorm: 1.0, NonFinite: "skip"},
 		Eval:       EvalConfig{Every: 0},
 		Checkpoint: CheckpointConfig{Every: 100, Keep: 2},
 		Log:        LogConfig{Every: 10, Progress: "auto"},
@@ -255,12 +246,12 @@ func (t TrainConfig) accumulation(world int) (int, error) {
 // adamw is the stage's optimizer config.
 func (t TrainConfig) adamw() optim.AdamWConfig { return t.AdamWConfig }
 
-// schedule is the stage's learning-rate schedule. decay_ratio applies to wsd only and is ignored otherwise, so
-// that a stage may switch [train]'s wsd to another kind without unsetting it.
+// schedule is the stage's learning-rate schedule. decay_ratio and decay_shape apply to wsd only and are ignored
+// otherwise, so that a stage may switch [train]'s wsd to another kind without unsetting them.
 func (t TrainConfig) schedule() optim.ScheduleConfig {
-	s := optim.ScheduleConfig{Kind: t.Schedule, Warmup: t.WarmupSteps, WarmupRatio: t.WarmupRatio, MinLRRatio: t.MinLRRatio}
-	if t.Schedule == "wsd" {
-		s.DecayRatio = t.DecayRatio
+	s := t.ScheduleConfig
+	if s.Kind != "wsd" {
+		s.DecayRatio, s.DecayShape = 0, ""
 	}
 	return s
 }

@@ -236,3 +236,25 @@ func TestIncompatible(t *testing.T) {
 		t.Errorf("differences\n  %s\nwant\n  %s", strings.Join(d, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// TestScheduleKeys: [train] holds optim.ScheduleConfig's keys; decay_ratio and decay_shape reach a wsd schedule only.
+func TestScheduleKeys(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	text := testConfig(dir, filepath.Join(dir, "run"), "")
+	c, err := Parse([]byte(text), "x.toml", []string{"train.schedule=wsd", "train.decay_ratio=0.2", "train.decay_shape=1-sqrt",
+		"stages.aft.train.schedule=linear"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Stages[0].Train.schedule(); s.Kind != "wsd" || s.DecayRatio != 0.2 || s.DecayShape != "1-sqrt" || s.WarmupRatio != 0.1 {
+		t.Errorf("msm schedule %+v", s)
+	}
+	if s := c.Stages[1].Train.schedule(); s.Kind != "linear" || s.DecayRatio != 0 || s.DecayShape != "" {
+		t.Errorf("aft schedule %+v: wsd's keys should not reach linear", s)
+	}
+	if _, err := Parse([]byte(text), "x.toml", []string{"train.schedule=wsd", "train.decay_ratio=0.2", "train.decay_shape=exp"}); err == nil ||
+		!strings.Contains(err.Error(), "stages[0] (msm).train: optim: schedule decay_shape: unknown \"exp\"") {
+		t.Errorf("bad decay_shape: %v", err)
+	}
+}

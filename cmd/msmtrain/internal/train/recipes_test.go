@@ -32,12 +32,12 @@ func TestRecipes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !c.LoRA.Enabled || c.LoRA.R != 64 || c.LoRA.Alpha != 128 || c.LoRA.Dropout != 0 || len(c.LoRA.Targets) != 7 {
+			if !c.LoRA.Enabled || c.LoRA.Rank != 64 || c.LoRA.Alpha != 128 || c.LoRA.Dropout != 0 || len(c.LoRA.Targets) != 7 {
 				t.Errorf("lora %+v", c.LoRA)
 			}
 			for _, st := range c.Stages {
 				tr := st.Train
-				if tr.LR != 1e-4 || tr.WeightDecay != 0.01 || tr.Schedule != "cosine" || tr.WarmupRatio != 0.05 || tr.Epochs != 1 || tr.SeqLen != seq {
+				if tr.LR != 1e-4 || tr.WeightDecay != 0.01 || tr.ScheduleConfig.Kind != "cosine" || tr.WarmupRatio != 0.05 || tr.Epochs != 1 || tr.SeqLen != seq {
 					t.Errorf("stage %s: %+v", st.Name, tr)
 				}
 			}
