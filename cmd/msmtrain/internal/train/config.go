@@ -190,11 +190,16 @@ func decode(text string) (*Config, error) {
 			return nil, fmt.Errorf("stage %q: train: %w", st.Name, err)
 		}
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
+	var keys []string
+	for _, k := range md.Undecoded() {
+		// model.init is a config.json-like table taken whole (nested tables such as rope_scaling included),
+		// which the TOML library reports as undecoded below its first level
+		if len(k) > 2 && k[0] == "model" && k[1] == "init" {
+			continue
 		}
+		keys = append(keys, k.String())
+	}
+	if len(keys) > 0 {
 		return nil, fmt.Errorf("unknown key %s", strings.Join(keys, ", "))
 	}
 	return &c, nil

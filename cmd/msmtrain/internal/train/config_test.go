@@ -258,3 +258,19 @@ func TestScheduleKeys(t *testing.T) {
 		t.Errorf("bad decay_shape: %v", err)
 	}
 }
+
+// TestInitNestedTable: model.init takes config.json's nested tables (rope_scaling) whole.
+func TestInitNestedTable(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	text := strings.Replace(testConfig(dir, filepath.Join(dir, "run"), ""), "init = { hidden_size = 16 }",
+		`init = { hidden_size = 16, rope_scaling = { rope_type = "llama3", factor = 8.0 } }`, 1)
+	c, err := Parse([]byte(text), "x.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, ok := c.Model.Init["rope_scaling"].(map[string]any)
+	if !ok || rs["factor"] != 8.0 || rs["rope_type"] != "llama3" {
+		t.Fatalf("model.init.rope_scaling = %#v", c.Model.Init["rope_scaling"])
+	}
+}
