@@ -137,10 +137,13 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 		return err
 	}
 	line("before training", mc)
+	run := rundir.Dir(cfg.OutDir)
 	for _, st := range cfg.Stages {
-		sum, ok := readStageSummary(filepath.Join(cfg.OutDir, st.Name))
-		b, err := os.ReadFile(rundir.Dir(cfg.OutDir).MCResult(st.Name))
-		if !ok || err != nil || json.Unmarshal(b, &mc) != nil {
+		sum, err := rundir.ReadStageSummary(run.StageSummary(st.Name))
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile(run.MCResult(st.Name)); err != nil || json.Unmarshal(b, &mc) != nil {
 			continue
 		}
 		heldOut := "no held-out data"
@@ -150,7 +153,7 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 		line(fmt.Sprintf("after %s (%d steps, loss %.2f, %s)", st.Name, sum.Steps, sum.FinalTrainLoss, heldOut), mc)
 	}
 	last := cfg.Stages[len(cfg.Stages)-1].Name
-	gen := rundir.Dir(cfg.OutDir).Generations(last)
+	gen := run.Generations(last)
 	if b, err := os.ReadFile(gen); err == nil {
 		fmt.Fprintf(w, "\nheld-out agentic prompts, greedy answers after %s (all in %s):\n", last, gen)
 		for _, l := range strings.SplitN(strings.TrimSpace(string(b)), "\n", 4)[:3] {
@@ -160,18 +163,13 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 			}
 		}
 	}
-	run, err := report.Load(cfg.OutDir)
+	rep, err := report.Load(cfg.OutDir)
 	if err == nil {
-		err = report.Write([]*report.Run{run}, filepath.Join(cfg.OutDir, "report"))
+		err = report.Write([]*report.Run{rep}, filepath.Join(cfg.OutDir, rundir.ReportDir))
 	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\noutputs: %s/{msm,aft}/output (HF models), metrics.jsonl, eval/, report/report.md and report/loss.png\n", cfg.OutDir)
 	return nil
-}
-
-func readStageSummary(dir string) (rundir.StageSummary, bool) {
-	s, err := rundir.ReadStageSummary(filepath.Join(dir, rundir.StageSummaryFile))
-	return s, err == nil
 }
