@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/heldout"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/shard"
@@ -171,8 +172,8 @@ func (r *stageRun) trainStep() (stepResult, error) {
 	dev := r.env.Device
 	for _, b := range batches {
 		s := torch.NewScope()
-		in := batchTensors(b, dev)
-		loss := r.model.Loss(in.ids, in.pos, in.seg, in.tgt, in.w)
+		in := heldout.BatchTensors(b, dev)
+		loss := r.model.Loss(in.IDs, in.Pos, in.Seg, in.Targets, in.Weights)
 		if err := loss.MulScalar(inv).Backward(nil); err != nil {
 			s.Close()
 			return res, err
@@ -214,18 +215,4 @@ func (r *stageRun) trainStep() (stepResult, error) {
 		return res, err
 	}
 	return res, r.opt.ZeroGrad()
-}
-
-type batchIn struct{ ids, pos, seg, tgt, w *torch.Tensor }
-
-// batchTensors puts a loader batch on dev as (B, T) tensors: int64 ids, positions, segment ids and targets, and
-// float32 weights.
-func batchTensors(b *loader.Batch, dev torch.Device) batchIn {
-	shape := []int64{int64(b.Rows), int64(b.SeqLen)}
-	i64 := func(v []int32) *torch.Tensor {
-		t := torch.FromInt32s(v, shape...)
-		return t.To(torch.Int64).ToDevice(dev)
-	}
-	w := torch.FromFloat32s(b.Weight, shape...).ToDevice(dev)
-	return batchIn{ids: i64(b.Input), pos: i64(b.Pos), seg: i64(b.DocID), tgt: i64(b.Target), w: w}
 }
