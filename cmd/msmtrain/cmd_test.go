@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
 	"github.com/msmtrain/msmtrain/data/shard"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
@@ -368,6 +369,57 @@ func TestEncodeJSONL(t *testing.T) {
 				t.Fatalf("error %v, want one naming %s", err, c.want)
 			}
 		})
+	}
+}
+
+// TestScoreJSONL: msmtrain score writes each line's token log-probabilities, in order, as when the line is scored
+// alone; bad lines name their number.
+func TestScoreJSONL(t *testing.T) {
+	model, _ := tinyModelDir(t)
+	dir := t.TempDir()
+	rows := [][]int{{1, 2, 3, 4}, {7}, {9, 8, 7, 6, 5, 4, 3}}
+	in := writeFile(t, filepath.Join(dir, "ids.jsonl"), "{\"ids\":[1,2,3,4]}\n\n{\"ids\":[7]}\n{\"ids\":[9,8,7,6,5,4,3]}\n")
+	out, err := runCmd(t, "score", "--model", model, "--input", in, "--batch", "2")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(rows) {
+		t.Fatalf("%d output lines: %q", len(lines), out)
+	}
+	m, err := decoder.Load(model, decoder.Options{DType: torch.Float32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Free()
+	var worst float64
+	for i, row := range rows {
+		var got struct{ Logprobs []float32 }
+		if err := json.Unmarshal([]byte(lines[i]), &got); err != nil {
+			t.Fatal(err)
+		}
+		want, err := infer.TokenLogProbs(m, [][]int{row})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Logprobs) != len(row)-1 {
+			t.Fatalf("line %d: %d values, want %d", i+1, len(got.Logprobs), len(row)-1)
+		}
+		for k := range got.Logprobs {
+			worst = max(worst, math.Abs(float64(got.Logprobs[k]-want[0][k])))
+		}
+	}
+	if worst > 1e-5 {
+		t.Errorf("largest difference from rows scored alone %.2e", worst)
+	}
+	for _, c := range []struct{ in, want string }{
+		{"{\"ids\":[1,2]}\n{\"ids\":[1,\n", "line 2"},
+		{"{\"ids\":[1,2]}\n{\"x\":[1]}\n", "line 2: no \"ids\""},
+		{fmt.Sprintf("{\"ids\":[1,%d]}\n", m.Config.VocabSize), fmt.Sprintf("line 1: ids[1] = %d is outside", m.Config.VocabSize)},
+	} {
+		if err := scoreJSONL(m, strings.NewReader(c.in), &bytes.Buffer{}, 4); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("input %q: error %v, want %q", c.in, err, c.want)
+		}
 	}
 }
 

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/models/decoder"
@@ -117,8 +119,47 @@ func runScore(args []string, stdout, stderr io.Writer) error {
 		r = f
 	}
 	w := bufio.NewWriter(stdout)
-	if err := decoder.ScoreJSONL(m, r, w, *batch); err != nil {
+	if err := scoreJSONL(m, r, w, *batch); err != nil {
 		return fmt.Errorf("score: %s: %w", *input, err)
 	}
 	return w.Flush()
+}
+
+// scoreJSONL reads JSON lines {"ids": [...]} from r and writes one line {"logprobs": [...]} per input line to w,
+// in order: the log-probability of each token after the first given the tokens before it (n-1 values), batch
+// lines at a time (infer.TokenLogProbs). Blank lines are skipped; a malformed line, an empty ids list or an id
+// outside the vocabulary is an error naming the line.
+func scoreJSONL(m *decoder.Model, r io.Reader, w io.Writer, batch int) error {
+	parse := func(b []byte) ([]int, error) {
+		var in struct {
+			IDs []int `json:"ids"`
+		}
+		if err := json.Unmarshal(b, &in); err != nil {
+			return nil, err
+		}
+		if len(in.IDs) == 0 {
+			return nil, errors.New("no \"ids\" (want {\"ids\": [token, ...]})")
+		}
+		for i, id := range in.IDs {
+			if id < 0 || id >= m.Config.VocabSize {
+				return nil, fmt.Errorf("ids[%d] = %d is outside the vocabulary [0, %d)", i, id, m.Config.VocabSize)
+			}
+		}
+		return in.IDs, nil
+	}
+	enc := json.NewEncoder(w)
+	return jsonlBatches(r, 64<<20, batch, parse, func(rows [][]int, first, last int) error {
+		lps, err := infer.TokenLogProbs(m, rows)
+		if err != nil {
+			return fmt.Errorf("lines %d-%d: %w", first, last, err)
+		}
+		for _, lp := range lps {
+			if err := enc.Encode(struct {
+				Logprobs []float32 `json:"logprobs"`
+			}{lp}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

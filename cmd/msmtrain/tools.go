@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,13 +43,21 @@ func runTokenize(args []string, stdout, stderr io.Writer) error {
 // order, encoding documents in parallel batches. Blank lines are skipped; a line that is not a JSON object with a
 // string "text" is an error naming its number.
 func encodeJSONL(r io.Reader, w io.Writer, t *tokenizer.Tokenizer) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<30)
 	bw := bufio.NewWriterSize(w, 1<<20)
-	const batch = 256
-	texts := make([]string, 0, batch)
-	flush := func() error {
-		var buf []byte
+	parse := func(b []byte) (string, error) {
+		var doc struct {
+			Text *string `json:"text"`
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return "", err
+		}
+		if doc.Text == nil {
+			return "", errors.New("no \"text\" string")
+		}
+		return *doc.Text, nil
+	}
+	var buf []byte
+	err := jsonlBatches(r, 1<<30, 256, parse, func(texts []string, _, _ int) error {
 		for _, ids := range t.EncodeBatch(texts) {
 			buf = append(buf[:0], `{"ids":[`...)
 			for i, id := range ids {
@@ -61,26 +70,46 @@ func encodeJSONL(r io.Reader, w io.Writer, t *tokenizer.Tokenizer) error {
 				return err
 			}
 		}
-		texts = texts[:0]
 		return nil
+	})
+	if err != nil {
+		return err
 	}
-	line := 0
+	return bw.Flush()
+}
+
+// jsonlBatches reads JSON lines from r (blank ones skipped, none longer than maxLine bytes), turns each into a T
+// with parse and hands them to flush n at a time, in order, with the numbers of the first and last line of the
+// batch; the last batch may be shorter. An error of parse or of the input names the line.
+func jsonlBatches[T any](r io.Reader, maxLine, n int, parse func([]byte) (T, error), flush func(batch []T, first, last int) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<16), maxLine)
+	n = max(n, 1)
+	batch := make([]T, 0, n)
+	first, last, line := 0, 0, 0
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := flush(batch, first, last)
+		batch = batch[:0]
+		return err
+	}
 	for sc.Scan() {
 		line++
 		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
-		var doc struct {
-			Text *string `json:"text"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &doc); err != nil {
+		v, err := parse(sc.Bytes())
+		if err != nil {
 			return fmt.Errorf("line %d: %w", line, err)
 		}
-		if doc.Text == nil {
-			return fmt.Errorf("line %d: no \"text\" string", line)
+		if len(batch) == 0 {
+			first = line
 		}
-		if texts = append(texts, *doc.Text); len(texts) == batch {
-			if err := flush(); err != nil {
+		last = line
+		if batch = append(batch, v); len(batch) == n {
+			if err := send(); err != nil {
 				return err
 			}
 		}
@@ -88,10 +117,7 @@ func encodeJSONL(r io.Reader, w io.Writer, t *tokenizer.Tokenizer) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("after line %d: %w", line, err)
 	}
-	if err := flush(); err != nil {
-		return err
-	}
-	return bw.Flush()
+	return send()
 }
 
 func runPrep(args []string, stdout, stderr io.Writer) error {

@@ -4,7 +4,7 @@
 // Files, one concern each: config.go (config.json, RoPE frequencies with llama3 scaling), weights.go (HF and
 // PEFT tensor names), model.go (New, options, parameters, FLOPs), forward.go (the forward pass and the chunked
 // loss), cache.go (KV cache for generation), lora.go (adapters, merge), peft.go (adapter_config.json and
-// adapter_model.safetensors), load.go and save.go (HF checkpoint directories), score.go (JSONL scoring).
+// adapter_model.safetensors), load.go and save.go (HF checkpoint directories).
 //
 // Inputs are packed rows: ids, pos and seg, each (B, T) int64 on the model's device. pos restarts at 0 for each
 // document; seg is a document id per position (0 = padding) so that attention stays inside a document.

@@ -7,6 +7,6 @@
 // (temperature, top-k and top-p in Go over the last position's logits; per-(id, sample) seeds), prompts.go
 // (generation JSONL in and out: reading and encoding prompts, resuming an output file), settings.go (the
 // settings every output line records, so that a file is only continued with the same), mc.go (multiple choice:
-// reading, checking and scoring). bench_test.go measures tokens/s against testdata/generate_ref.py, the same
+// reading, checking and scoring; TokenLogProbs, every token's log-probability, for msmtrain score). bench_test.go measures tokens/s against testdata/generate_ref.py, the same
 // model in plain PyTorch.
 package infer

@@ -1,8 +1,6 @@
 package infer
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -304,7 +302,9 @@ func chatFixture(t testing.TB) (*tokenizer.Tokenizer, *chat.Template) {
 	return tok, tmpl
 }
 
-func TestMCMatchesScoreJSONL(t *testing.T) {
+// TestMCMatchesTokenLogProbs: each choice's score is the sum of its tokens' log-probabilities when the whole
+// sequence is scored with TokenLogProbs (as msmtrain score does, several rows together).
+func TestMCMatchesTokenLogProbs(t *testing.T) {
 	tok, tmpl := chatFixture(t)
 	c := tinyConfigs(tok.VocabSize())["qwen3"]
 	m := newModel(t, c, 9)
@@ -321,7 +321,7 @@ func TestMCMatchesScoreJSONL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var in bytes.Buffer
+	var seqs [][]int
 	var spans [][2]int // per choice: prompt length, continuation length
 	for _, it := range items {
 		prompt, err := tmpl.RenderPrompt(it.Messages)
@@ -330,30 +330,28 @@ func TestMCMatchesScoreJSONL(t *testing.T) {
 		}
 		for _, ch := range it.Choices {
 			cont := append(tok.Encode(ch), tmpl.EOT())
-			b, _ := json.Marshal(map[string][]int{"ids": append(append([]int{}, prompt...), cont...)})
-			in.Write(append(b, '\n'))
+			seqs = append(seqs, append(append([]int{}, prompt...), cont...))
 			spans = append(spans, [2]int{len(prompt), len(cont)})
 		}
 	}
-	var out bytes.Buffer
-	if err := decoder.ScoreJSONL(m, &in, &out, 3); err != nil {
-		t.Fatal(err)
+	var scored [][]float32
+	for s := 0; s < len(seqs); s += 3 {
+		lps, err := TokenLogProbs(m, seqs[s:min(s+3, len(seqs))])
+		if err != nil {
+			t.Fatal(err)
+		}
+		scored = append(scored, lps...)
 	}
-	dec := json.NewDecoder(&out)
 	k := 0
 	var worst float64
 	correct, correctNorm := 0, 0
 	for _, r := range res {
 		for i := range r.LogProbs {
-			var line struct{ LogProbs []float64 }
-			if err := dec.Decode(&line); err != nil {
-				t.Fatal(err)
-			}
 			var want float64
-			for _, lp := range line.LogProbs[spans[k][0]-1:] {
-				want += lp
+			for _, lp := range scored[k][spans[k][0]-1:] {
+				want += float64(lp)
 			}
-			if len(line.LogProbs)-(spans[k][0]-1) != spans[k][1] || r.Tokens[i] != spans[k][1] {
+			if len(scored[k])-(spans[k][0]-1) != spans[k][1] || r.Tokens[i] != spans[k][1] {
 				t.Fatalf("item %s choice %d: %d tokens scored", r.ID, i, r.Tokens[i])
 			}
 			worst = max(worst, math.Abs(want-r.LogProbs[i]))
@@ -366,12 +364,40 @@ func TestMCMatchesScoreJSONL(t *testing.T) {
 			correctNorm++
 		}
 	}
-	t.Logf("largest difference from ScoreJSONL sums: %.2e nats", worst)
+	t.Logf("largest difference from TokenLogProbs sums: %.2e nats", worst)
 	if worst > 1e-4 {
 		t.Errorf("largest difference %.2e", worst)
 	}
 	if sum.N != 2 || sum.Accuracy != float64(correct)/2 || sum.AccuracyNorm != float64(correctNorm)/2 {
 		t.Errorf("summary %+v", sum)
+	}
+}
+
+// TestTokenLogProbs: rows scored together, right-padded, equal each sequence scored alone.
+func TestTokenLogProbs(t *testing.T) {
+	m := newModel(t, tinyConfigs(64)["llama"], 5)
+	defer m.Free()
+	rows := [][]int{{1, 2, 3, 4}, {7}, {9, 8, 7, 6, 5, 4, 3}}
+	got, err := TokenLogProbs(m, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var worst float64
+	for i, seq := range rows {
+		if len(got[i]) != len(seq)-1 {
+			t.Fatalf("row %d: %d values, want %d", i, len(got[i]), len(seq)-1)
+		}
+		for k := 1; k < len(seq); k++ {
+			lp, err := ContinuationLogProb(m, seq[:k], seq[k:k+1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst = max(worst, math.Abs(lp-float64(got[i][k-1])))
+		}
+	}
+	t.Logf("largest difference from each token scored alone: %.2e nats", worst)
+	if worst > 1e-5 {
+		t.Errorf("largest difference %.2e", worst)
 	}
 }
 

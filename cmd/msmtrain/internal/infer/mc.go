@@ -255,6 +255,41 @@ func ContinuationLogProb(m *decoder.Model, prompt, cont []int) (float64, error) 
 	return lp, err
 }
 
+// TokenLogProbs returns, for each row of token ids, the log-probability of each token after the first given the
+// tokens before it (len-1 values; none for a row of one token). The rows run together, right-padded.
+func TokenLogProbs(m *decoder.Model, rows [][]int) ([][]float32, error) {
+	B, T := int64(len(rows)), int64(0)
+	for _, r := range rows {
+		T = max(T, int64(len(r)))
+	}
+	ids, pos, seg, tgt := make([]int64, B*T), make([]int64, B*T), make([]int64, B*T), make([]int64, B*T)
+	for b, r := range rows {
+		for t := range T {
+			i := int64(b)*T + t
+			tgt[i] = -100
+			if t < int64(len(r)) {
+				ids[i], pos[i], seg[i] = int64(r[t]), t, 1
+				if t+1 < int64(len(r)) {
+					tgt[i] = int64(r[t+1])
+				}
+			}
+		}
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	dev := m.Options().Device
+	t := func(v []int64) *torch.Tensor { return torch.FromInt64s(v, B, T).ToDevice(dev) }
+	v, err := m.LogProbs(t(ids), t(pos), t(seg), t(tgt)).Float32s() // (B, T)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]float32, B)
+	for b, r := range rows {
+		out[b] = append([]float32{}, v[int64(b)*T:int64(b)*T+int64(max(len(r)-1, 0))]...)
+	}
+	return out, nil
+}
+
 // at is "file:line: " for items read by ReadMC, else "".
 func (it MCItem) at() string {
 	if it.where == "" {
