@@ -16,6 +16,7 @@ import (
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
 	"github.com/msmtrain/msmtrain/configs"
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
@@ -75,7 +76,7 @@ func extractDemo(dir string) error {
 		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, b) {
 			return nil
 		}
-		return os.WriteFile(dst, b, 0o644)
+		return atomicfile.WriteFile(dst, b)
 	})
 }
 
@@ -110,7 +111,7 @@ func demoTokenizer(dataDir, path string) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, tj) {
 		return nil
 	}
-	return os.WriteFile(path, tj, 0o644)
+	return atomicfile.WriteFile(path, tj)
 }
 
 // demoSummary prints what the run did: the multiple-choice scores of the untrained model and after each stage

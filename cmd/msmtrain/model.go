@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
+	"github.com/msmtrain/msmtrain/data/atomicfile"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/models/decoder"
@@ -142,5 +143,5 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(dst, b, 0o644)
+	return atomicfile.WriteFile(dst, b)
 }

@@ -46,7 +46,7 @@ func stageEvals(cfg *train.Config, st *train.Stage, m train.Model) (map[string]f
 		if err := rundir.WriteJSON(run.MCResult(st.Name), sum); err != nil {
 			return nil, err
 		}
-		if err := writeJSONL(filepath.Join(run.Stage(st.Name), "eval_mc_items.jsonl"), res); err != nil {
+		if err := writeJSONL(run.MCItems(st.Name), res); err != nil {
 			return nil, err
 		}
 		results = map[string]float64{"mc_accuracy": sum.Accuracy, "mc_accuracy_norm": sum.AccuracyNorm, "mc_margin": sum.MeanMargin}

@@ -24,11 +24,12 @@ const (
 	TensorBoardDir = "tensorboard"   // tensorboard/<stage>/: TensorBoard event files of the stage's scalars
 	ReportDir      = "report"        // msmtrain report's default output
 
-	OutputDir        = "output"            // <stage>/output: a PEFT adapter or a Hugging Face model
-	StageSummaryFile = "summary.json"      // <stage>/summary.json: StageSummary
-	DoneFile         = "DONE"              // <stage>/DONE: the stage is complete (a copy of its summary)
-	DataRecordFile   = "data.json"         // <stage>/data.json: the data the stage started on
-	GenerationsFile  = "generations.jsonl" // <stage>/generations.jsonl: end-of-stage answers to eval_prompts
+	OutputDir        = "output"              // <stage>/output: a PEFT adapter or a Hugging Face model
+	StageSummaryFile = "summary.json"        // <stage>/summary.json: StageSummary
+	DoneFile         = "DONE"                // <stage>/DONE: the stage is complete (a copy of its summary)
+	DataRecordFile   = "data.json"           // <stage>/data.json: the data the stage started on
+	GenerationsFile  = "generations.jsonl"   // <stage>/generations.jsonl: end-of-stage answers to eval_prompts
+	MCItemsFile      = "eval_mc_items.jsonl" // <stage>/eval_mc_items.jsonl: end-of-stage eval_mc, per item
 
 	CheckpointStateFile = "state.json" // checkpoints/<name>/state.json: CheckpointState
 )
@@ -59,6 +60,7 @@ func (d Dir) StageSummary(stage string) string { return d.path(stage, StageSumma
 func (d Dir) Done(stage string) string         { return d.path(stage, DoneFile) }
 func (d Dir) DataRecord(stage string) string   { return d.path(stage, DataRecordFile) }
 func (d Dir) Generations(stage string) string  { return d.path(stage, GenerationsFile) }
+func (d Dir) MCItems(stage string) string      { return d.path(stage, MCItemsFile) }
 
 // TensorBoardStage is the TensorBoard directory of a stage's scalars: tensorboard/<stage>/ (one TensorBoard run
 // per stage, as each stage counts its own steps from 1).

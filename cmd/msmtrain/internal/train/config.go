@@ -122,7 +122,7 @@ type Stage struct {
 	TrainOverrides toml.Primitive `toml:"train"`
 	// Evaluations at the end of the stage (rank 0), written to RUN/eval/<stage>-*.json and RUN/<stage>/:
 	EvalMC      string `toml:"eval_mc"`             // multiple-choice JSONL {"id","messages","choices","answer"}
-	EvalPrompts string `toml:"eval_prompts"`        // prompts JSONL {"id","messages"}: greedy answers
+	EvalPrompts string `toml:"eval_prompts"`        // prompts JSONL ({"id","messages"} or {"id","prompt"}): greedy answers
 	EvalMaxNew  int    `toml:"eval_max_new_tokens"` // for eval_prompts (default 256)
 }
 
