@@ -96,6 +96,21 @@ func (p *ProcessGroup) AllGather(t *Tensor) ([]*Tensor, error) {
 	return res, nil
 }
 
+// GatherShard all-gathers every rank's 1-D shard (all of one length) and returns the first numel elements of the
+// whole, in rank order: the flat tensor a sharded weight was cut from. When grad is on and the shard requires
+// grad, the result is differentiable: backward sums its gradient over the ranks and gives each shard its part
+// (a reduce-scatter; Gloo all-reduces and keeps the slice). Every rank must call it at the same point.
+func (p *ProcessGroup) GatherShard(shard *Tensor, numel int64) *Tensor {
+	if shard.err != nil {
+		return shard
+	}
+	var out C.msm_tensor
+	if err := check("gather_shard", C.msm_pg_gather_shard(p.pg, shard.h, C.int64_t(numel), flags(), &out)); err != nil {
+		return Errorf("%w", err)
+	}
+	return newTensor(out)
+}
+
 // Barrier returns once every rank has reached it, within the group's timeout. It blocks the calling thread on every
 // backend (it goes through the group's TCPStore, not a collective: an NCCL collective's wait returns before the
 // other ranks arrive), so files one rank wrote before its Barrier are complete for every rank after theirs.

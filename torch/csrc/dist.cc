@@ -9,6 +9,8 @@
 
 #include "common.h"
 
+#include <torch/csrc/autograd/custom_function.h>
+
 #ifndef MSM_NO_DIST
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifndef MSM_NO_GLOO
@@ -68,10 +70,74 @@ void flat(const msm_tensor *ts, int n, F fn) {
   }
 }
 
+// gather_flat all-gathers every rank's 1-D shard (each of the same length) into one flat tensor, in rank order.
+at::Tensor gather_flat(PG &p, const at::Tensor &shard) {
+  at::NoGradGuard ng;
+  std::vector<at::Tensor> src{shard.contiguous()};
+  std::vector<std::vector<at::Tensor>> dst(1);
+  for (int i = 0; i < p.world; i++) dst[0].push_back(at::empty_like(src[0]));
+  wait(p.pg->allgather(dst, src));
+  return at::cat(dst[0]);
+}
+
+// ShardGather is the autograd function of a sharded weight: forward all-gathers the shards into the first numel
+// elements of the whole (flat) tensor; backward sums the whole tensor's gradient over the ranks and hands each rank
+// the part of its shard. NCCL reduce-scatters; Gloo (which has no reduce-scatter) all-reduces the whole gradient
+// and keeps the slice, moving world times the bytes.
+struct ShardGather : public torch::autograd::Function<ShardGather> {
+  static at::Tensor forward(torch::autograd::AutogradContext *ctx, const at::Tensor &shard, int64_t h, int64_t numel) {
+    ctx->saved_data["pg"] = h;
+    ctx->saved_data["len"] = shard.numel();
+    return gather_flat(P(static_cast<msm_pg>(h)), shard).narrow(0, 0, numel);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                 torch::autograd::variable_list grad) {
+    auto &p = P(static_cast<msm_pg>(ctx->saved_data["pg"].toInt()));
+    const int64_t len = ctx->saved_data["len"].toInt();
+    at::NoGradGuard ng;
+    auto full = at::zeros({len * p.world}, grad[0].options());
+    full.narrow(0, 0, grad[0].numel()).copy_(grad[0].reshape({-1}));
+    at::Tensor mine;
+    if (p.cuda) {
+      std::vector<at::Tensor> out{at::empty({len}, full.options())};
+      std::vector<std::vector<at::Tensor>> in{full.split(len)};
+      wait(p.pg->reduce_scatter(out, in));
+      mine = out[0];
+    } else {
+      std::vector<at::Tensor> v{full};
+      wait(p.pg->allreduce(v));
+      mine = full.narrow(0, static_cast<int64_t>(p.rank) * len, len).clone();
+    }
+    return {mine, at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 #endif
 
 extern "C" {
+
+char *msm_pg_gather_shard(msm_pg h, msm_tensor shard, int64_t numel, int flags, msm_tensor *out) {
+  MSM_TRY
+#ifdef MSM_NO_DIST
+  (void)h, (void)shard, (void)numel, (void)flags, (void)out;
+  throw std::runtime_error("dist: libmsmtorch was built without c10d");
+#else
+  auto &p = P(h);
+  auto s = T(shard);
+  if (s.dim() != 1) throw std::invalid_argument("dist: a shard is one-dimensional");
+  if (numel < 0 || numel > s.numel() * p.world) throw std::invalid_argument("dist: shard gather: numel out of range");
+  at::Tensor full;
+  if ((flags & MSM_FLAG_GRAD) && at::GradMode::is_enabled() && s.requires_grad()) {
+    full = ShardGather::apply(s, static_cast<int64_t>(h), numel);
+  } else {
+    full = gather_flat(p, s).narrow(0, 0, numel);
+  }
+  *out = msm::wrap(full);
+#endif
+  MSM_CATCH
+}
 
 char *msm_pg_new(const char *backend, const char *host, int port, int rank, int world, int timeout_ms, msm_pg *out) {
   MSM_TRY

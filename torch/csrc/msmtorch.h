@@ -114,6 +114,9 @@ char *msm_pg_allreduce(msm_pg pg, const msm_tensor *ts, int n, int op /* 0 sum, 
 char *msm_pg_broadcast(msm_pg pg, const msm_tensor *ts, int n, int root);
 char *msm_pg_allgather(msm_pg pg, msm_tensor in, msm_tensor *outs, int world);
 char *msm_pg_barrier(msm_pg pg, int timeout_ms /* <= 0: the group's timeout */);
+/* all-gather of 1-D shards of one length into the first numel elements of the whole; differentiable (backward
+   reduce-scatters) when flags has MSM_FLAG_GRAD, grad mode is on and the shard requires grad */
+char *msm_pg_gather_shard(msm_pg pg, msm_tensor shard, int64_t numel, int flags, msm_tensor *out);
 
 #ifdef __cplusplus
 }
