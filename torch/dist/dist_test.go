@@ -2,15 +2,14 @@ package dist
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/testenv"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -64,46 +63,10 @@ func TestFirstHost(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startWorkers runs this test binary's test named worker as world processes joined over loopback (RANK,
-// WORLD_SIZE, MASTER_*), with env added, and fails unless each exits 0 and prints "WORKER OK".
+// startWorkers runs this test binary's test named worker as world processes joined over loopback.
 func startWorkers(t *testing.T, worker string, world int, env ...string) {
 	t.Helper()
-	port := freePort(t)
-	var cmds []*exec.Cmd
-	outs := make([]*strings.Builder, world)
-	for r := 0; r < world; r++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^"+worker+"$", "-test.v")
-		cmd.Env = append(append(os.Environ(), "MSM_DIST_WORKER=1", fmt.Sprintf("RANK=%d", r), fmt.Sprintf("WORLD_SIZE=%d", world),
-			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port)), env...)
-		outs[r] = &strings.Builder{}
-		cmd.Stdout, cmd.Stderr = outs[r], outs[r]
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmds = append(cmds, cmd)
-	}
-	for r, cmd := range cmds {
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil || !strings.Contains(outs[r].String(), "WORKER OK") {
-				t.Errorf("rank %d: %v\n%s", r, err, outs[r])
-			}
-		case <-time.After(2 * time.Minute):
-			cmd.Process.Kill()
-			t.Fatalf("rank %d timed out\n%s", r, outs[r])
-		}
-	}
+	testenv.StartWorkers(t, worker, world, env...)
 }
 
 // workerGroup joins the group of a worker process started by startWorkers; other processes skip.

@@ -73,7 +73,7 @@ func (m *Model) ForwardCached(ids, pos, seg *torch.Tensor, c *Cache) *torch.Tens
 		s := torch.NewScope()
 		defer s.Close()
 		h := m.hidden(ids, pos, seg, c)                           // (B, T, C)
-		logits = torch.Linear(h, m.lmHead, nil).To(torch.Float32) // (B, T, V)
+		logits = torch.Linear(h, m.head(), nil).To(torch.Float32) // (B, T, V)
 		s.Keep(logits)
 	})
 	return logits

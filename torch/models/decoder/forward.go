@@ -14,19 +14,19 @@ func (m *Model) Forward(ids, pos, seg *torch.Tensor) *torch.Tensor {
 	s := torch.NewScope()
 	defer s.Close()
 	h := m.hidden(ids, pos, seg, nil)                          // (B, T, C)
-	logits := torch.Linear(h, m.lmHead, nil).To(torch.Float32) // (B, T, V)
+	logits := torch.Linear(h, m.head(), nil).To(torch.Float32) // (B, T, V)
 	s.Keep(logits)
 	return logits
 }
 
 // hidden runs the embedding, every block and the final norm: (B, T) ids -> (B, T, C).
 func (m *Model) hidden(ids, pos, seg *torch.Tensor, cache *Cache) *torch.Tensor {
-	x := torch.Embedding(m.embed, ids)                        // (B, T, C)
+	x := torch.Embedding(m.embedding(), ids)                  // (B, T, C)
 	cos, sin := torch.RopeTable(pos, m.invFreq, m.opts.DType) // (B, T, D) each
 	if cache != nil {
 		seg = cache.appendSeg(seg)
 	}
-	for i, l := range m.layers {
+	for i := range m.layers {
 		s := torch.NewScope()
 		var y *torch.Tensor
 		if m.ckpt != nil && cache == nil && torch.GradEnabled() {
@@ -41,7 +41,7 @@ func (m *Model) hidden(ids, pos, seg *torch.Tensor, cache *Cache) *torch.Tensor 
 				y = out[0]
 			}
 		} else {
-			y = m.block(l, x, cos, sin, seg, cache, i)
+			y = m.block(m.layerAt(i), x, cos, sin, seg, cache, i)
 		}
 		s.Keep(y)
 		s.Close()
@@ -51,7 +51,7 @@ func (m *Model) hidden(ids, pos, seg *torch.Tensor, cache *Cache) *torch.Tensor 
 	if cache != nil {
 		cache.n += ids.Size(1)
 	}
-	return torch.RMSNorm(x, m.norm, m.Config.RMSNormEps) // (B, T, C)
+	return torch.RMSNorm(x, m.finalNorm(), m.Config.RMSNormEps) // (B, T, C)
 }
 
 // block is one decoder layer: x + attn(norm(x)), then + mlp(norm(x)).
@@ -148,6 +148,7 @@ func (m *Model) headLoss(h, targets, weights *torch.Tensor, perToken bool) *torc
 	if weights != nil {
 		wf = weights.Reshape(-1).To(torch.Float32)
 	}
+	head := m.head() // (V, C), gathered once when sharded: every rank, whatever its targets
 	chunk := m.opts.LossChunk
 	if chunk <= 0 {
 		chunk = DefaultLossChunk
@@ -157,7 +158,7 @@ func (m *Model) headLoss(h, targets, weights *torch.Tensor, perToken bool) *torc
 		var parts []*torch.Tensor
 		for st := int64(0); st < N; st += rows {
 			n := min(rows, N-st)
-			logits := torch.Linear(hf.Narrow(0, st, n), m.lmHead, nil) // (n, V)
+			logits := torch.Linear(hf.Narrow(0, st, n), head, nil) // (n, V)
 			parts = append(parts, torch.CrossEntropy(logits, tf.Narrow(0, st, n), nil, -100, torch.ReduceNone))
 		}
 		return torch.Cat(parts, 0) // (N)
@@ -178,12 +179,12 @@ func (m *Model) headLoss(h, targets, weights *torch.Tensor, perToken bool) *torc
 	}
 	n := int64(len(idx))
 	if n <= rows {
-		return m.chunkLoss(hv, tv, wv)
+		return m.chunkLoss(hv, tv, head, wv)
 	}
 	var total *torch.Tensor
 	for st := int64(0); st < n; st += rows {
 		k := min(rows, n-st)
-		in := []*torch.Tensor{hv.Narrow(0, st, k), tv.Narrow(0, st, k)}
+		in := []*torch.Tensor{hv.Narrow(0, st, k), tv.Narrow(0, st, k), head}
 		if wv != nil {
 			in = append(in, wv.Narrow(0, st, k))
 		}
@@ -200,9 +201,9 @@ func (m *Model) headLoss(h, targets, weights *torch.Tensor, perToken bool) *torc
 	return total
 }
 
-// chunkLoss is the weighted CE sum of hidden rows h (n, C) against targets (n); w may be nil.
-func (m *Model) chunkLoss(h, t, w *torch.Tensor) *torch.Tensor {
-	logits := torch.Linear(h, m.lmHead, nil) // (n, V)
+// chunkLoss is the weighted CE sum of hidden rows h (n, C) against targets (n) with the head (V, C); w may be nil.
+func (m *Model) chunkLoss(h, t, head, w *torch.Tensor) *torch.Tensor {
+	logits := torch.Linear(h, head, nil) // (n, V)
 	return torch.CrossEntropy(logits, t, w, -100, torch.ReduceSum)
 }
 

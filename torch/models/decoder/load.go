@@ -25,6 +25,9 @@ func Load(dir string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.checkShard(o.LoRA != nil || o.Adapter != ""); err != nil {
+		return nil, err
+	}
 	lo := o.LoRA
 	o.LoRA = nil // the adapter is added after the base weights are in
 	m, err := newModel(c, o)
@@ -39,13 +42,24 @@ func Load(dir string, o Options) (*Model, error) {
 		return nil, fmt.Errorf("decoder: %w", err)
 	}
 	defer st.Close()
-	for _, w := range m.weights() {
-		t, err := loadWeight(st, w, o.DType, o.Device)
-		if err != nil {
-			m.Free()
-			return nil, fmt.Errorf("decoder: %s: %w", dir, err)
+	// Sharded, each unit is loaded whole and cut at once, so that no process holds more than one unit whole.
+	for _, g := range m.unitWeights() {
+		for _, w := range g.ws {
+			t, err := loadWeight(st, w, o.DType, o.Device)
+			if err != nil {
+				m.Free()
+				return nil, fmt.Errorf("decoder: %s: %w", dir, err)
+			}
+			*w.t = t
 		}
-		*w.t = t
+		if o.Shard != nil {
+			u, err := m.shardUnit(g.name, g.ws)
+			if err != nil {
+				m.Free()
+				return nil, err
+			}
+			m.units = append(m.units, u)
+		}
 	}
 	if o.Adapter != "" && lo == nil {
 		ac, err := ReadAdapterConfig(o.Adapter)

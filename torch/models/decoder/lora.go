@@ -57,7 +57,9 @@ func (m *Model) addLoRA(c LoRAConfig) error {
 		return fmt.Errorf("decoder: the model already has a LoRA adapter")
 	}
 	for _, w := range m.weights() {
-		(*w.t).SetRequiresGrad(false)
+		if *w.t != nil { // nil when sharded: the shards never require grad
+			(*w.t).SetRequiresGrad(false)
+		}
 	}
 	g, err := torch.NewGenerator(m.opts.Seed+1, m.opts.Device)
 	if err != nil {
@@ -93,6 +95,9 @@ func (m *Model) addLoRA(c LoRAConfig) error {
 func (m *Model) Merge() error {
 	if m.lora == nil {
 		return fmt.Errorf("decoder: merge: the model has no LoRA adapter")
+	}
+	if m.sharded() {
+		return fmt.Errorf("decoder: merge: %w; merging an adapter into them is not supported yet", ErrShardedBase)
 	}
 	var err error
 	torch.NoGrad(func() {

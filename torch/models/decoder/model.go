@@ -21,6 +21,9 @@ type Options struct {
 	// DefaultLossChunk. Chunks past the first are recomputed in backward, so fp32 logits of a long row never
 	// exist in full.
 	LossChunk int64
+	// Shard, when set, shards the base weights over the group's processes (see shard.go); it needs a LoRA adapter
+	// and checkpointing.
+	Shard *torch.ProcessGroup
 }
 
 // DefaultLossChunk is 2^26 logits (256 MiB in fp32), about 440 tokens of a 152k vocabulary.
@@ -42,6 +45,8 @@ type Model struct {
 	gen   *torch.Generator // LoRA dropout
 	ckpt  []*torch.CheckpointFn
 	lossF *torch.CheckpointFn
+
+	units []*unit // sharded base weights (Options.Shard): embedding, layers, final norm, head; see shard.go
 
 	srcDir string         // where Load read the model (tokenizer files are copied from there on Save)
 	raw    map[string]any // config.json as read, written back by Save
@@ -67,6 +72,9 @@ type linear struct {
 // New builds a model with random weights (normal, std 0.02; norms one; biases zero), for tests, the demo and
 // benchmarks.
 func New(c Config, o Options) (*Model, error) {
+	if err := o.checkShard(o.LoRA != nil); err != nil {
+		return nil, err
+	}
 	m, err := newModel(c, o)
 	if err != nil {
 		return nil, err
@@ -95,6 +103,12 @@ func New(c Config, o Options) (*Model, error) {
 		if err := t.Err(); err != nil {
 			m.Free()
 			return nil, fmt.Errorf("decoder: init %s: %w", w.name, err)
+		}
+	}
+	if o.Shard != nil {
+		if err := m.shardAll(); err != nil {
+			m.Free()
+			return nil, err
 		}
 	}
 	if err := m.finish(); err != nil {
@@ -136,7 +150,7 @@ func newModel(c Config, o Options) (*Model, error) {
 
 // finish sets up what follows the base weights: tied head, RoPE table, LoRA, grad flags, checkpoint blocks.
 func (m *Model) finish() error {
-	if m.Config.TieWordEmbeddings {
+	if m.Config.TieWordEmbeddings && !m.sharded() {
 		m.lmHead = m.embed
 	}
 	inv := torch.FromFloat32s(m.Config.InvFreq())
@@ -158,23 +172,23 @@ func (m *Model) finish() error {
 		}
 	}
 	if m.opts.Checkpoint {
-		for _, l := range m.layers {
-			l := l
+		for range m.layers {
+			i := len(m.ckpt)
 			m.ckpt = append(m.ckpt, torch.NewCheckpointFn(func(in []*torch.Tensor) ([]*torch.Tensor, error) {
 				var seg *torch.Tensor
 				if len(in) > 3 {
 					seg = in[3]
 				}
-				return []*torch.Tensor{m.block(l, in[0], in[1], in[2], seg, nil, 0)}, nil
+				return []*torch.Tensor{m.block(m.layerAt(i), in[0], in[1], in[2], seg, nil, 0)}, nil
 			}))
 		}
 	}
 	m.lossF = torch.NewCheckpointFn(func(in []*torch.Tensor) ([]*torch.Tensor, error) {
 		var w *torch.Tensor
-		if len(in) > 2 {
-			w = in[2]
+		if len(in) > 3 {
+			w = in[3]
 		}
-		return []*torch.Tensor{m.chunkLoss(in[0], in[1], w)}, nil
+		return []*torch.Tensor{m.chunkLoss(in[0], in[1], in[2], w)}, nil
 	})
 	return nil
 }
@@ -187,6 +201,10 @@ func (m *Model) Free() {
 	for _, w := range m.loraWeights() {
 		(*w.t).Free()
 	}
+	for _, u := range m.units {
+		u.shard.Free()
+	}
+	m.units = nil
 	m.invFreq.Free()
 	if m.gen != nil {
 		m.gen.Free()

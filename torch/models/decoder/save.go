@@ -23,6 +23,9 @@ var TokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "specia
 // and the tokenizer files of the source directory. A tied model has no lm_head.weight, as transformers expects.
 // An unmerged adapter is not included (SaveAdapter, or Merge first).
 func (m *Model) Save(dir string) error {
+	if m.sharded() {
+		return fmt.Errorf("decoder: save: %w; saving them is not supported yet", ErrShardedBase)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("decoder: save: %w", err)
 	}

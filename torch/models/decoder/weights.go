@@ -26,36 +26,45 @@ type weight struct {
 // weights lists the base model's tensors in HF names; a tied model has no lm_head.weight.
 func (m *Model) weights() []weight {
 	c := m.Config
-	V, C, I := int64(c.VocabSize), int64(c.HiddenSize), int64(c.IntermediateSize)
+	V, C := int64(c.VocabSize), int64(c.HiddenSize)
+	ws := []weight{{"model.embed_tokens.weight", &m.embed, []int64{V, C}, initNormal}}
+	for i, l := range m.layers {
+		ws = append(ws, m.layerWeights(i, l)...)
+	}
+	ws = append(ws, weight{"model.norm.weight", &m.norm, []int64{C}, initOnes})
+	if !c.TieWordEmbeddings {
+		ws = append(ws, weight{"lm_head.weight", &m.lmHead, []int64{V, C}, initNormal})
+	}
+	return ws
+}
+
+// layerWeights lists the base tensors of layer i (held in l), in HF names.
+func (m *Model) layerWeights(i int, l *layer) []weight {
+	c := m.Config
+	C, I := int64(c.HiddenSize), int64(c.IntermediateSize)
 	D := int64(c.HeadSize())
 	Q, KV := int64(c.NumHeads)*D, int64(c.NumKVHeads)*D
-	ws := []weight{{"model.embed_tokens.weight", &m.embed, []int64{V, C}, initNormal}}
+	p := "model.layers." + strconv.Itoa(i) + "."
+	var ws []weight
 	lin := func(l *linear, out, in int64, bias bool) {
 		ws = append(ws, weight{l.name + ".weight", &l.w, []int64{out, in}, initNormal})
 		if bias {
 			ws = append(ws, weight{l.name + ".bias", &l.b, []int64{out}, initZeros})
 		}
 	}
-	for i, l := range m.layers {
-		p := "model.layers." + strconv.Itoa(i) + "."
-		ws = append(ws, weight{p + "input_layernorm.weight", &l.inNorm, []int64{C}, initOnes})
-		lin(l.q, Q, C, c.qkvBias())
-		lin(l.k, KV, C, c.qkvBias())
-		lin(l.v, KV, C, c.qkvBias())
-		lin(l.o, C, Q, c.oBias())
-		if c.qkNorm() {
-			ws = append(ws, weight{p + "self_attn.q_norm.weight", &l.qNorm, []int64{D}, initOnes},
-				weight{p + "self_attn.k_norm.weight", &l.kNorm, []int64{D}, initOnes})
-		}
-		ws = append(ws, weight{p + "post_attention_layernorm.weight", &l.postNorm, []int64{C}, initOnes})
-		lin(l.gate, I, C, false)
-		lin(l.up, I, C, false)
-		lin(l.down, C, I, false)
+	ws = append(ws, weight{p + "input_layernorm.weight", &l.inNorm, []int64{C}, initOnes})
+	lin(l.q, Q, C, c.qkvBias())
+	lin(l.k, KV, C, c.qkvBias())
+	lin(l.v, KV, C, c.qkvBias())
+	lin(l.o, C, Q, c.oBias())
+	if c.qkNorm() {
+		ws = append(ws, weight{p + "self_attn.q_norm.weight", &l.qNorm, []int64{D}, initOnes},
+			weight{p + "self_attn.k_norm.weight", &l.kNorm, []int64{D}, initOnes})
 	}
-	ws = append(ws, weight{"model.norm.weight", &m.norm, []int64{C}, initOnes})
-	if !c.TieWordEmbeddings {
-		ws = append(ws, weight{"lm_head.weight", &m.lmHead, []int64{V, C}, initNormal})
-	}
+	ws = append(ws, weight{p + "post_attention_layernorm.weight", &l.postNorm, []int64{C}, initOnes})
+	lin(l.gate, I, C, false)
+	lin(l.up, I, C, false)
+	lin(l.down, C, I, false)
 	return ws
 }
 
