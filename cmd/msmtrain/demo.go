@@ -123,7 +123,7 @@ func demoSummary(cfg *train.Config, dataDir string, w io.Writer, took time.Durat
 			int(mc.Accuracy*float64(mc.N)+0.5), mc.N, int(mc.AccuracyNorm*float64(mc.N)+0.5), mc.N, mc.MeanMargin)
 	}
 	// The untrained model, rebuilt from the config's seed, is the baseline.
-	base, err := buildModel(cfg, torch.CPU)
+	base, err := buildModel(cfg, torch.CPU, nil)
 	if err != nil {
 		return err
 	}

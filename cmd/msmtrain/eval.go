@@ -108,7 +108,7 @@ func evalData(mf modelFlags, dir string, seqLen, rows, maxBatches int) (*dataMet
 		return nil, err
 	}
 	defer m.Free()
-	sums, err := heldout.Eval(m, m.Options().Device, ds, ld, maxBatches)
+	sums, err := heldout.Eval(m, m.Options().Device, ds, ld, maxBatches, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}

@@ -23,7 +23,9 @@ type trainModel struct {
 }
 
 // buildModel loads model.path (or builds model.init with random weights) with a fresh LoRA adapter when enabled.
-func buildModel(cfg *train.Config, dev torch.Device) (train.Model, error) {
+//
+// With dist.shard = "full" and several processes, the base weights are sharded over pg (see decoder.Options.Shard).
+func buildModel(cfg *train.Config, dev torch.Device, pg *torch.ProcessGroup) (train.Model, error) {
 	dt, err := torch.ParseDType(cfg.Model.DType)
 	if err != nil {
 		return nil, fmt.Errorf("model.dtype: %w", err)
@@ -32,6 +34,9 @@ func buildModel(cfg *train.Config, dev torch.Device) (train.Model, error) {
 	if cfg.LoRA.Enabled {
 		lc := cfg.LoRA.Adapter()
 		o.LoRA = &lc
+	}
+	if cfg.Dist.Sharded() && pg != nil && pg.World > 1 {
+		o.Shard = pg
 	}
 	m := &trainModel{opts: o, base: cfg.Model.Path, tokenizer: cfg.Model.Tokenizer}
 	if cfg.Model.Path != "" {

@@ -61,7 +61,8 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 	}
 	run := func(c *train.Config, stopAfter int) error {
 		return train.Run(context.Background(), c, train.Env{Out: io.Discard, Err: io.Discard, Dist: dist.Env{World: 1},
-			Device: torch.CPU, Build: buildModel, StopAfter: stopAfter})
+			Device: torch.CPU, Build: func(c *train.Config, d torch.Device) (train.Model, error) { return buildModel(c, d, nil) },
+			StopAfter: stopAfter})
 	}
 	ref := filepath.Join(dir, "ref")
 	if err := run(config(ref), 0); err != nil {

@@ -21,7 +21,10 @@ import (
 //	RUN/eval/<stage>-mc.json          mc_accuracy, mc_accuracy_norm, mc_margin, n (read by msmtrain report)
 //	RUN/<stage>/eval_mc_items.jsonl   per item: log-probabilities of each choice, pick, margin
 //	RUN/<stage>/generations.jsonl     greedy answers to eval_prompts: {"id", "sample", "text", "n_tokens", "finish_reason"}
-func stageEvals(cfg *train.Config, st *train.Stage, m train.Model) (map[string]float64, error) {
+//
+// Only when write is set are files written: with sharded weights every process runs the evaluations (each forward
+// pass gathers the weights from all), and rank 0 writes.
+func stageEvals(cfg *train.Config, st *train.Stage, m train.Model, write bool) (map[string]float64, error) {
 	if st.EvalMC == "" && st.EvalPrompts == "" {
 		return nil, nil
 	}
@@ -40,19 +43,25 @@ func stageEvals(cfg *train.Config, st *train.Stage, m train.Model) (map[string]f
 		if err != nil {
 			return nil, err
 		}
-		if err := os.MkdirAll(run.EvalResults(), 0o755); err != nil {
-			return nil, err
-		}
-		if err := rundir.WriteJSON(run.MCResult(st.Name), sum); err != nil {
-			return nil, err
-		}
-		if err := writeJSONL(run.MCItems(st.Name), res); err != nil {
-			return nil, err
+		if write {
+			if err := os.MkdirAll(run.EvalResults(), 0o755); err != nil {
+				return nil, err
+			}
+			if err := rundir.WriteJSON(run.MCResult(st.Name), sum); err != nil {
+				return nil, err
+			}
+			if err := writeJSONL(run.MCItems(st.Name), res); err != nil {
+				return nil, err
+			}
 		}
 		results = map[string]float64{"mc_accuracy": sum.Accuracy, "mc_accuracy_norm": sum.AccuracyNorm, "mc_margin": sum.MeanMargin}
 	}
 	if st.EvalPrompts != "" {
-		if err := stagePrompts(st, dm, tok, tmpl, run.Generations(st.Name)); err != nil {
+		out := ""
+		if write {
+			out = run.Generations(st.Name)
+		}
+		if err := stagePrompts(st, dm, tok, tmpl, out); err != nil {
 			return nil, err
 		}
 	}
@@ -76,8 +85,8 @@ func configChat(cfg *train.Config) (*tokenizer.Tokenizer, *chat.Template, error)
 	return tok, tmpl, nil
 }
 
-// stagePrompts answers the stage's eval_prompts greedily (a fresh file each time the stage completes), as
-// `msmtrain generate --temperature 0 --max-new-tokens N` does (without its settings on each line).
+// stagePrompts answers the stage's eval_prompts greedily (a fresh file each time the stage completes; none when
+// out is ""), as `msmtrain generate --temperature 0 --max-new-tokens N` does (without its settings on each line).
 func stagePrompts(st *train.Stage, m *decoder.Model, tok *tokenizer.Tokenizer, tmpl *chat.Template, out string) error {
 	maxNew := st.EvalMaxNew
 	if maxNew == 0 {
@@ -101,7 +110,7 @@ func stagePrompts(st *train.Stage, m *decoder.Model, tok *tokenizer.Tokenizer, t
 		rows[i] = infer.Output{ID: jobs[i].Prompt.ID, Sample: 0, Text: c.Text, NTokens: len(c.Tokens), Finish: c.Finish}
 		return nil
 	})
-	if err != nil {
+	if err != nil || out == "" {
 		return err
 	}
 	return writeJSONL(out, rows)

@@ -126,7 +126,9 @@ func trainConfig(cfg *train.Config, restartStage string, stdout, stderr io.Write
 		defer pg.Close()
 	}
 	err = train.Run(context.Background(), cfg, train.Env{Out: stdout, Err: stderr, Dist: denv, PG: pg, Device: dev,
-		Build: buildModel, Stop: &stop, StageEnd: stageEvals, RestartStage: restartStage})
+		Build: func(cfg *train.Config, dev torch.Device) (train.Model, error) {
+			return buildSharded(cfg, dev, pg, stdout)
+		}, Stop: &stop, StageEnd: stageEvals, RestartStage: restartStage})
 	switch {
 	case errors.Is(err, train.ErrStopped):
 		return &exitCode{3, err}
@@ -157,4 +159,17 @@ func localWorld(env dist.Env) int {
 		}
 	}
 	return 1
+}
+
+// buildSharded builds the model, sharding its base weights over pg with dist.shard = "full", and says how much of
+// them rank 0 holds.
+func buildSharded(cfg *train.Config, dev torch.Device, pg *torch.ProcessGroup, stdout io.Writer) (train.Model, error) {
+	m, err := buildModel(cfg, dev, pg)
+	if err != nil || !cfg.Dist.Sharded() || pg == nil {
+		return m, err
+	}
+	held, whole := m.Decoder().BaseBytes()
+	fmt.Fprintf(stdout, "dist.shard = full: this process holds %.4f MiB of the %.4f MiB of base weights (%d processes)\n",
+		float64(held)/(1<<20), float64(whole)/(1<<20), pg.World)
+	return m, nil
 }

@@ -15,8 +15,8 @@ const WorkerEnv = "MSM_DIST_WORKER"
 
 // StartWorkers runs this test binary's test named worker as world processes that can join a process group over
 // loopback (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and WorkerEnv set, env added), and fails unless each exits
-// 0 and prints "WORKER OK" within two minutes.
-func StartWorkers(t *testing.T, worker string, world int, env ...string) {
+// 0 and prints "WORKER OK" within two minutes. It returns what each printed.
+func StartWorkers(t *testing.T, worker string, world int, env ...string) []string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,6 +50,11 @@ func StartWorkers(t *testing.T, worker string, world int, env ...string) {
 			t.Fatalf("rank %d timed out\n%s", r, outs[r])
 		}
 	}
+	printed := make([]string, world)
+	for r, o := range outs {
+		printed[r] = o.String()
+	}
+	return printed
 }
 
 // IsWorker reports whether this process is one that StartWorkers started.

@@ -171,3 +171,18 @@ func (m *Model) head() *torch.Tensor {
 	V, C := int64(m.Config.VocabSize), int64(m.Config.HiddenSize)
 	return m.gather(m.units[2+len(m.layers)], []weight{{shape: []int64{V, C}}})[0]
 }
+
+// BaseBytes returns the bytes of base weights this process holds, and of the whole base model.
+func (m *Model) BaseBytes() (held, whole int64) {
+	size := int64(m.opts.DType.Size())
+	for _, w := range m.weights() {
+		whole += numel(w.shape) * size
+	}
+	if !m.sharded() {
+		return whole, whole
+	}
+	for _, u := range m.units {
+		held += u.shard.Numel() * size
+	}
+	return held, whole
+}

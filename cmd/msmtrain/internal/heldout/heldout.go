@@ -38,6 +38,8 @@ type Sums struct {
 	Sources []string  // the dataset's source names (may be empty: then everything is source 0)
 	Loss    []float64 // per source: the sum of the trained tokens' cross-entropy
 	Tokens  []float64 // per source: trained tokens (float64 so that they reduce with the losses; exact below 2^53)
+
+	uniform bool // the same forward passes on every process (see Eval)
 }
 
 // NewSums returns zero sums for a dataset with the given sources.
@@ -48,12 +50,16 @@ func NewSums(sources []string) *Sums {
 
 // Eval scores the batches of one epoch of ld, a loader of ds (the first maxBatches when maxBatches > 0), without
 // autograd, and returns the sums of this process (its rank's share of the batches when ld has several ranks).
-func Eval(m Model, dev torch.Device, ds *shard.Dataset, ld *loader.Loader, maxBatches int) (*Sums, error) {
+// uniform makes every process run the same forward passes whatever its batches hold (one per source of ds per
+// batch, none skipped), as a model whose forward pass is a collective needs (sharded weights); the sums are the
+// same either way.
+func Eval(m Model, dev torch.Device, ds *shard.Dataset, ld *loader.Loader, maxBatches int, uniform bool) (*Sums, error) {
 	n := ld.StepsPerEpoch(0)
 	if maxBatches > 0 {
 		n = min(n, maxBatches)
 	}
 	s := NewSums(ds.Sources())
+	s.uniform = uniform
 	var err error
 	torch.NoGrad(func() {
 		for i := 0; i < n && err == nil; i++ {
@@ -72,13 +78,13 @@ func Eval(m Model, dev torch.Device, ds *shard.Dataset, ld *loader.Loader, maxBa
 // Add scores one batch of ds. With one source the batch takes one forward pass; with several, one pass per
 // source present in it, each weighted to that source's trained tokens. Call it without autograd (torch.NoGrad).
 func (s *Sums) Add(m Model, dev torch.Device, b *loader.Batch, ds *shard.Dataset) error {
-	if b.Trained == 0 {
+	if b.Trained == 0 && !s.uniform {
 		return nil
 	}
 	parts := []part{{0, b.Weight, b.Trained}}
 	if len(s.Sources) > 1 {
 		var err error
-		if parts, err = splitBySource(b, ds, len(s.Sources)); err != nil {
+		if parts, err = splitBySource(b, ds, len(s.Sources), s.uniform); err != nil {
 			return err
 		}
 	}
@@ -152,8 +158,9 @@ type part struct {
 	trained int
 }
 
-// splitBySource splits a batch's trained tokens by the source of their documents, in order of first appearance.
-func splitBySource(b *loader.Batch, ds *shard.Dataset, sources int) ([]part, error) {
+// splitBySource splits a batch's trained tokens by the source of their documents, in order of first appearance
+// (all: every source, in source order, those without tokens in the batch with zero weights).
+func splitBySource(b *loader.Batch, ds *shard.Dataset, sources int, all bool) ([]part, error) {
 	bySrc := map[int]*part{}
 	var order []int
 	for _, seg := range b.Segments {
@@ -177,6 +184,17 @@ func splitBySource(b *loader.Batch, ds *shard.Dataset, sources int) ([]part, err
 				p.trained++
 			}
 		}
+	}
+	if all {
+		parts := make([]part, sources)
+		for i := range parts {
+			if p, ok := bySrc[i]; ok {
+				parts[i] = *p
+			} else {
+				parts[i] = part{source: i, weight: make([]float32, len(b.Weight))}
+			}
+		}
+		return parts, nil
 	}
 	parts := make([]part, 0, len(order))
 	for _, s := range order {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/msmtrain/msmtrain/data/loader"
@@ -84,20 +85,24 @@ func TestEval(t *testing.T) {
 		}
 		want[d.src] -= v
 	}
-	eval := func(sources []string) *Sums {
+	eval := func(sources []string, uniform bool) *Sums {
 		ds := writeDataset(t, docs, sources)
 		ld, err := loader.New(ds, loader.Config{SeqLen: 24, Rows: 2, Mode: loader.Pack, World: 1}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ld.Close()
-		s, err := Eval(m, torch.CPU, ds, ld, 0)
+		s, err := Eval(m, torch.CPU, ds, ld, 0, uniform)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
-	s := eval([]string{"a", "b", "c"})
+	s := eval([]string{"a", "b", "c"}, false)
+	// uniform: one pass per source per batch, none skipped (sharded models), the same sums
+	if u := eval([]string{"a", "b", "c"}, true); !slices.Equal(u.Loss, s.Loss) || !slices.Equal(u.Tokens, s.Tokens) {
+		t.Errorf("uniform passes: %v %v, want %v %v", u.Loss, u.Tokens, s.Loss, s.Tokens)
+	}
 	by := s.BySource()
 	var worst float64
 	for i, name := range []string{"a", "b", "c"} {
@@ -113,7 +118,7 @@ func TestEval(t *testing.T) {
 	if worst > 1e-5 || tokens != int64(count[0]+count[1]+count[2]) {
 		t.Errorf("loss %.6f over %d tokens, want %.6f (largest difference %.2e)", loss, tokens, wantLoss, worst)
 	}
-	one := eval([]string{"all"})
+	one := eval([]string{"all"}, false)
 	if l, n := one.Total(); math.Abs(l-loss) > 1e-5 || n != tokens || one.BySource()["all"].Tokens != tokens {
 		t.Errorf("one source: loss %.6f over %d tokens, want %.6f over %d", l, n, loss, tokens)
 	}

@@ -104,7 +104,13 @@ type LogConfig struct {
 type DistConfig struct {
 	Backend        string `toml:"backend"`         // gloo, nccl ("" picks by device)
 	TimeoutSeconds int    `toml:"timeout_seconds"` // rendezvous and collectives
+	// Shard is "none" (every process holds the whole model) or "full": each holds 1/world of the frozen base
+	// weights of a LoRA model, gathered layer by layer where used (needs model.checkpointing).
+	Shard string `toml:"shard"`
 }
+
+// Sharded reports whether the base weights are sharded over the processes.
+func (d DistConfig) Sharded() bool { return d.Shard == "full" }
 
 // Stage is one training phase: "msm" (documents, next-token loss on everything) or "aft" (chats, loss on
 // assistant tokens).

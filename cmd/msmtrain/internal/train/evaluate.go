@@ -18,7 +18,7 @@ func (r *stageRun) evaluate() (float64, error) {
 		return 0, err
 	}
 	defer vl.Close()
-	sums, err := heldout.Eval(r.model, r.env.Device, r.val, vl, r.cfg.Eval.MaxBatches)
+	sums, err := heldout.Eval(r.model, r.env.Device, r.val, vl, r.cfg.Eval.MaxBatches, r.cfg.Dist.Sharded())
 	if err != nil {
 		return 0, err
 	}

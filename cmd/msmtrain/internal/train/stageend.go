@@ -9,8 +9,8 @@ import (
 )
 
 // finish ends a stage whose steps are done: the final held-out loss, then on rank 0 the stage's output (published
-// atomically), its configured evaluations, summary.json and DONE; every process waits for rank 0 before the next
-// stage loads that output.
+// atomically), its configured evaluations (on every process when the weights are sharded), summary.json and DONE;
+// every process waits for rank 0 before the next stage loads that output.
 func (r *stageRun) finish(noVal string) (rundir.StageSummary, error) {
 	st := r.st
 	sum := rundir.StageSummary{Name: st.Name, Kind: st.Kind, Steps: r.step, Tokens: r.counters.Tokens,
@@ -24,7 +24,21 @@ func (r *stageRun) finish(noVal string) (rundir.StageSummary, error) {
 		sum.FinalEvalLoss = &l
 	}
 	if r.rank == 0 {
-		if err := r.saveOutputs(&sum); err != nil {
+		if err := r.saveOutput(&sum); err != nil {
+			return sum, fmt.Errorf("stage %s: %w", st.Name, err)
+		}
+	}
+	if r.env.StageEnd != nil && (r.rank == 0 || r.cfg.Dist.Sharded()) {
+		res, err := r.env.StageEnd(r.cfg, r.st, r.model, r.rank == 0)
+		if err != nil {
+			return sum, fmt.Errorf("stage %s: evaluations: %w", st.Name, err)
+		}
+		if err := r.metrics.results(r.step, res); err != nil {
+			return sum, err
+		}
+	}
+	if r.rank == 0 {
+		if err := r.markDone(sum); err != nil {
 			return sum, fmt.Errorf("stage %s: %w", st.Name, err)
 		}
 	}
@@ -35,11 +49,9 @@ func (r *stageRun) finish(noVal string) (rundir.StageSummary, error) {
 	return sum, nil
 }
 
-// saveOutputs writes what a finished stage leaves (rank 0): output/, the evaluations of Env.StageEnd, then
-// summary.json and DONE, which marks the stage complete.
-func (r *stageRun) saveOutputs(sum *rundir.StageSummary) error {
-	d := rundir.Dir(r.cfg.OutDir)
-	out := d.Output(r.st.Name)
+// saveOutput publishes the stage's product, output/ (rank 0).
+func (r *stageRun) saveOutput(sum *rundir.StageSummary) error {
+	out := rundir.Dir(r.cfg.OutDir).Output(r.st.Name)
 	tmp, err := atomicfile.TempDir(out)
 	if err != nil {
 		return err
@@ -53,15 +65,12 @@ func (r *stageRun) saveOutputs(sum *rundir.StageSummary) error {
 		return fmt.Errorf("saving output: %w", err)
 	}
 	sum.Output = out
-	if r.env.StageEnd != nil {
-		res, err := r.env.StageEnd(r.cfg, r.st, r.model)
-		if err != nil {
-			return fmt.Errorf("evaluations: %w", err)
-		}
-		if err := r.metrics.results(r.step, res); err != nil {
-			return err
-		}
-	}
+	return nil
+}
+
+// markDone writes summary.json, then DONE, which marks the stage complete (rank 0, after the evaluations).
+func (r *stageRun) markDone(sum rundir.StageSummary) error {
+	d := rundir.Dir(r.cfg.OutDir)
 	if err := rundir.WriteJSON(d.StageSummary(r.st.Name), sum); err != nil {
 		return err
 	}
@@ -73,6 +82,6 @@ func (r *stageRun) saveOutputs(sum *rundir.StageSummary) error {
 		eval = fmt.Sprintf("eval loss %.4f", *sum.FinalEvalLoss)
 	}
 	fmt.Fprintf(r.env.Out, "stage %s: done in %.1fs: %d steps, final train loss %.4f, %s; output %s\n",
-		r.st.Name, sum.Seconds, sum.Steps, sum.FinalTrainLoss, eval, out)
+		r.st.Name, sum.Seconds, sum.Steps, sum.FinalTrainLoss, eval, sum.Output)
 	return nil
 }

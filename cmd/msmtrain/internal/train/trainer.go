@@ -27,9 +27,11 @@ type Env struct {
 	Stop *atomic.Bool
 	// StopAfter, if > 0, stops like Stop after that many optimizer steps of this process (tests, smoke runs).
 	StopAfter int
-	// StageEnd, if set, runs on rank 0 after a stage's output is saved: the stage's configured evaluations. Its
-	// numeric results (e.g. "mc_accuracy") are recorded with the stage's TensorBoard scalars as eval/<name>.
-	StageEnd func(cfg *Config, st *Stage, m Model) (map[string]float64, error)
+	// StageEnd, if set, runs after a stage's output is saved: the stage's configured evaluations, which write their
+	// files when write is set. It runs on rank 0, with write; with sharded weights (dist.shard = "full") on every
+	// process, as every forward pass then gathers from all. Its numeric results (e.g. "mc_accuracy") are recorded
+	// with the stage's TensorBoard scalars as eval/<name>.
+	StageEnd func(cfg *Config, st *Stage, m Model, write bool) (map[string]float64, error)
 	// RestartStage names a stage to start over from step 0 when its data changed since it started (its
 	// checkpoints are discarded); without it such a stage is refused. With unchanged data the stage resumes as
 	// usual, so a requeued job may keep passing it.

@@ -24,6 +24,20 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("model.path: %s has no config.json (a Hugging Face checkpoint directory is expected)", c.Model.Path)
 		}
 	}
+	switch c.Dist.Shard {
+	case "", "none":
+	case "full":
+		if !c.LoRA.Enabled {
+			return fmt.Errorf("dist.shard = \"full\" shards the frozen base of a LoRA model: set lora.enabled " +
+				"(full fine-tuning is not sharded yet)")
+		}
+		if !c.Model.Checkpointing {
+			return fmt.Errorf("dist.shard = \"full\" needs model.checkpointing = true (each layer's weights are " +
+				"gathered again when backward recomputes it, instead of being kept)")
+		}
+	default:
+		return fmt.Errorf("dist.shard = %q: want none or full", c.Dist.Shard)
+	}
 	if c.Model.Path == "" && c.Model.Tokenizer == "" {
 		return fmt.Errorf("model.tokenizer: required with model.init")
 	}
@@ -75,6 +89,9 @@ func (c *Config) Validate() error {
 		case "merge":
 			if !c.LoRA.Enabled {
 				return fmt.Errorf("%s.init = merge needs lora.enabled", where)
+			}
+			if c.Dist.Sharded() {
+				return fmt.Errorf("%s.init = merge: not supported with dist.shard = \"full\" yet (merging needs the whole base weights); use init = \"continue\" or dist.shard = \"none\"", where)
 			}
 		default:
 			return fmt.Errorf("%s.init = %q: want continue or merge", where, st.Init)

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
+	"github.com/msmtrain/msmtrain/torch"
+	"github.com/msmtrain/msmtrain/torch/testenv"
+)
+
+// TestShardedTraining runs the two-stage LoRA pipeline (MSM on two sources with held-out evaluations, AFT with
+// end-of-stage multiple choice and generation) as one unsharded process and as 2 and 3 processes over Gloo with
+// dist.shard = "full": the same per-step losses and held-out losses (1e-5 relative), the same adapters (1e-5), the
+// same multiple-choice results and greedy answers.
+func TestShardedTraining(t *testing.T) {
+	if testenv.IsWorker() {
+		t.Skip("this process is one of the workers that TestShardedTraining starts")
+	}
+	model, _ := tinyModelDir(t)
+	dir := t.TempDir()
+	docs, chats := writeTrainingData(t, dir, 36)
+	var generic []string
+	for i := range 36 {
+		generic = append(generic, fmt.Sprintf(`{"text": "What is the answer %d? Maybe yes, maybe no."}`, i))
+	}
+	web := writeFile(t, filepath.Join(dir, "generic.jsonl"), strings.Join(generic, "\n")+"\n")
+	mc := writeFile(t, filepath.Join(dir, "mc.jsonl"), `{"id": "q1", "messages": [{"role": "user", "content": "Is it honest?"}], "choices": ["Yes", "No"], "answer": 0}
+{"id": "q2", "messages": [{"role": "user", "content": "What?"}], "choices": ["Tell me more", "maybe"], "answer": 1}
+`)
+	prompts := writeFile(t, filepath.Join(dir, "prompts.jsonl"), promptLines[0]+"\n"+promptLines[2]+"\n")
+	config := func(out, shard string) string {
+		return writeFile(t, filepath.Join(dir, filepath.Base(out)+".toml"), fmt.Sprintf(`out_dir = %q
+[model]
+path = %q
+checkpointing = true
+[lora]
+enabled = true
+r = 4
+alpha = 8
+[train]
+seq_len = 64
+micro_batch = 1
+global_batch = 6
+mode = "pad"
+steps = 4
+lr = 1e-2
+[eval]
+every = 2
+[dist]
+shard = %q
+[log]
+progress = "lines"
+[[stages]]
+name = "msm"
+kind = "msm"
+[stages.data]
+val_fraction = 0.25
+sources = [{ name = "spec", path = %q, kind = "documents" }, { name = "generic", path = %q, kind = "documents" }]
+[[stages]]
+name = "aft"
+kind = "aft"
+eval_mc = %q
+eval_prompts = %q
+eval_max_new_tokens = 8
+[stages.data]
+sources = [{ name = "chats", path = %q, kind = "chats" }]
+`, out, model, shard, docs, web, mc, prompts, chats))
+	}
+	ref := filepath.Join(dir, "ref")
+	if o, err := runCmd(t, "--config", config(ref, "none")); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	for _, world := range []int{2, 3} {
+		out := filepath.Join(dir, fmt.Sprintf("sharded%d", world))
+		printed := testenv.StartWorkers(t, "TestShardedTrainingWorker", world, "MSM_SHARD_CONFIG="+config(out, "full"))
+		var held, whole float64
+		if i := strings.Index(printed[0], "this process holds "); i < 0 ||
+			!scanned(fmt.Sscanf(printed[0][i:], "this process holds %f MiB of the %f MiB", &held, &whole)) ||
+			held > whole/float64(world)*1.05+0.01 {
+			t.Fatalf("%d processes: rank 0 holds %v of %v MiB of base weights:\n%s", world, held, whole, printed[0])
+		}
+		t.Logf("%d processes: rank 0 holds %.4f of the %.4f MiB of base weights", world, held, whole)
+		compareRuns(t, ref, out)
+	}
+}
+
+func TestShardedTrainingWorker(t *testing.T) {
+	if !testenv.IsWorker() {
+		t.Skip("runs only as a child process of TestShardedTraining")
+	}
+	if err := run([]string{"--config", os.Getenv("MSM_SHARD_CONFIG")}, os.Stdout, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("WORKER OK")
+}
+
+// compareRuns checks that two run directories of the same config hold the same results.
+func compareRuns(t *testing.T, a, b string) {
+	t.Helper()
+	read := func(dir string) *rundir.Metrics {
+		f, err := os.Open(rundir.Dir(dir).Metrics())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		m, err := rundir.ReadMetrics(f, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ma, mb := read(a), read(b)
+	close := func(x, y float64) bool { return math.Abs(x-y) <= 1e-5*math.Max(1, math.Abs(x)) }
+	if len(ma.Train) != len(mb.Train) || len(ma.Eval) != len(mb.Eval) {
+		t.Fatalf("%s: %d train and %d eval records, %s: %d and %d", a, len(ma.Train), len(ma.Eval), b, len(mb.Train), len(mb.Eval))
+	}
+	for i, x := range ma.Train {
+		if y := mb.Train[i]; x.Stage != y.Stage || x.Step != y.Step || !close(float64(x.Loss), float64(y.Loss)) || x.Trained != y.Trained {
+			t.Errorf("train %s step %d: loss %v (%d tokens), %s: %v (%d)", x.Stage, x.Step, x.Loss, x.Trained, b, y.Loss, y.Trained)
+		}
+	}
+	for i, x := range ma.Eval {
+		y := mb.Eval[i]
+		if !close(float64(x.EvalLoss), float64(y.EvalLoss)) || len(x.BySource) != len(y.BySource) {
+			t.Errorf("eval %s step %d: %v %v, %s: %v %v", x.Stage, x.Step, x.EvalLoss, x.BySource, b, y.EvalLoss, y.BySource)
+		}
+		for src, l := range x.BySource {
+			if !close(float64(l.Loss), float64(y.BySource[src].Loss)) {
+				t.Errorf("eval %s step %d source %s: %v, %s: %v", x.Stage, x.Step, src, l.Loss, b, y.BySource[src].Loss)
+			}
+		}
+	}
+	for _, stage := range []string{"msm", "aft"} {
+		ta, err := torch.LoadFile(filepath.Join(rundir.Dir(a).Output(stage), "adapter_model.safetensors"), torch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, err := torch.LoadFile(filepath.Join(rundir.Dir(b).Output(stage), "adapter_model.safetensors"), torch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, x := range ta {
+			xs, _ := x.Float32s()
+			ys, err := tb[name].Float32s()
+			if err != nil || len(xs) != len(ys) {
+				t.Fatalf("%s: adapter tensor %s: %v", b, name, err)
+			}
+			for i := range xs {
+				if math.Abs(float64(xs[i]-ys[i])) > 1e-5 {
+					t.Fatalf("%s: adapter %s %s[%d] = %v, unsharded %v", b, stage, name, i, ys[i], xs[i])
+				}
+			}
+		}
+	}
+	var mcA, mcB map[string]float64
+	for dir, mc := range map[string]*map[string]float64{a: &mcA, b: &mcB} {
+		x, err := os.ReadFile(rundir.Dir(dir).MCResult("aft"))
+		if err != nil || json.Unmarshal(x, mc) != nil {
+			t.Fatalf("%s: %v %s", dir, err, x)
+		}
+	}
+	for k, x := range mcA {
+		if !close(x, mcB[k]) {
+			t.Errorf("%s: %s = %v, unsharded %v", b, k, mcB[k], x)
+		}
+	}
+	x, err := os.ReadFile(rundir.Dir(a).Generations("aft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y, err := os.ReadFile(rundir.Dir(b).Generations("aft")); err != nil || string(x) != string(y) {
+		t.Errorf("greedy answers differ in %s (%v):\n%s\n%s", b, err, x, y)
+	}
+}
+
+func scanned(n int, err error) bool { return err == nil && n == 2 }
