@@ -53,7 +53,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "msmtrain demo: MSM then AFT of a tiny model on CPU (%d threads), run directory %s\n", torch.NumThreads(), *out)
-	if err := trainConfig(cfg, "", stdout, stderr); err != nil {
+	if err := trainConfig(cfg, trainOptions{}, stdout, stderr); err != nil {
 		return err
 	}
 	return demoSummary(cfg, dataDir, stdout, time.Since(start))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -88,13 +89,30 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 		t.Logf("%d processes: rank 0 holds %.4f of the %.4f MiB of base weights", world, held, whole)
 		compareRuns(t, ref, out)
 	}
+	// Stopped after 3 steps (a checkpoint) and resumed, sharded over 2 processes, or unsharded: the same run.
+	for _, resume := range []string{"full", "none"} {
+		out := filepath.Join(dir, "resumed-"+resume)
+		cfg := config(out, "full")
+		testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--stop-after 3", "MSM_SHARD_STOP=1")
+		if cks, _ := rundir.Dir(out).Checkpoints("msm"); len(cks) != 1 || rundir.CheckpointStep(cks[0]) != 3 {
+			t.Fatalf("checkpoints after --stop-after 3: %v", cks)
+		}
+		testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--set dist.shard="+resume)
+		compareRuns(t, ref, out)
+	}
 }
 
 func TestShardedTrainingWorker(t *testing.T) {
 	if !testenv.IsWorker() {
 		t.Skip("runs only as a child process of TestShardedTraining")
 	}
-	if err := run([]string{"--config", os.Getenv("MSM_SHARD_CONFIG")}, os.Stdout, os.Stderr); err != nil {
+	args := []string{"--config", os.Getenv("MSM_SHARD_CONFIG")}
+	if s := os.Getenv("MSM_SHARD_ARGS"); s != "" {
+		args = append(args, strings.Fields(s)...)
+	}
+	err := run(args, os.Stdout, os.Stderr)
+	var ec *exitCode
+	if err != nil && !(errors.As(err, &ec) && ec.code == 3 && os.Getenv("MSM_SHARD_STOP") != "") {
 		t.Fatal(err)
 	}
 	fmt.Println("WORKER OK")

@@ -41,6 +41,8 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&sets, "set", "override a config value: section.key=value or stages.NAME.key=value (repeatable)")
 	restart := fs.String("restart-stage", "", "start stage NAME over from step 0 if its data changed since it started "+
 		"(its checkpoints are discarded); without it such a stage is refused")
+	stopAfter := fs.Int("stop-after", 0, "stop after N optimizer steps of this process as on SIGTERM (checkpoint, exit status 3): "+
+		"a smoke test of resumption and requeueing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,7 +56,13 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if *restart != "" && !hasStage(cfg, *restart) {
 		return fmt.Errorf("train: --restart-stage %s: the config has no stage of that name", *restart)
 	}
-	return trainConfig(cfg, *restart, stdout, stderr)
+	return trainConfig(cfg, trainOptions{restartStage: *restart, stopAfter: *stopAfter}, stdout, stderr)
+}
+
+// trainOptions are the train command's flags beyond the config.
+type trainOptions struct {
+	restartStage string
+	stopAfter    int
 }
 
 func hasStage(cfg *train.Config, name string) bool {
@@ -72,7 +80,7 @@ func hasStage(cfg *train.Config, name string) bool {
 // waits for all of them), load the model or prepare data, as well as while they train. train.Run honours it at the
 // next point where the run's files are complete and returns train.ErrStopped, and the process exits with status 3
 // (the Slurm scripts requeue on it; see scripts/slurm). A second interrupt exits at once.
-func trainConfig(cfg *train.Config, restartStage string, stdout, stderr io.Writer) error {
+func trainConfig(cfg *train.Config, opt trainOptions, stdout, stderr io.Writer) error {
 	var stop atomic.Bool
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGUSR1, os.Interrupt)
@@ -128,7 +136,7 @@ func trainConfig(cfg *train.Config, restartStage string, stdout, stderr io.Write
 	err = train.Run(context.Background(), cfg, train.Env{Out: stdout, Err: stderr, Dist: denv, PG: pg, Device: dev,
 		Build: func(cfg *train.Config, dev torch.Device) (train.Model, error) {
 			return buildSharded(cfg, dev, pg, stdout)
-		}, Stop: &stop, StageEnd: stageEvals, RestartStage: restartStage})
+		}, Stop: &stop, StageEnd: stageEvals, RestartStage: opt.restartStage, StopAfter: opt.stopAfter})
 	switch {
 	case errors.Is(err, train.ErrStopped):
 		return &exitCode{3, err}
