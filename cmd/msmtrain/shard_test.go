@@ -18,7 +18,8 @@ import (
 // TestShardedTraining runs the two-stage LoRA pipeline (MSM on two sources with held-out evaluations, AFT with
 // end-of-stage multiple choice and generation) as one unsharded process and as 2 and 3 processes over Gloo with
 // dist.shard = "full": the same per-step losses and held-out losses (1e-5 relative), the same adapters (1e-5), the
-// same multiple-choice results and greedy answers.
+// same multiple-choice results and greedy answers; also when stopped and resumed with another number of processes
+// or without sharding.
 func TestShardedTraining(t *testing.T) {
 	if testenv.IsWorker() {
 		t.Skip("this process is one of the workers that TestShardedTraining starts")
@@ -89,15 +90,18 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 		t.Logf("%d processes: rank 0 holds %.4f of the %.4f MiB of base weights", world, held, whole)
 		compareRuns(t, ref, out)
 	}
-	// Stopped after 3 steps (a checkpoint) and resumed, sharded over 2 processes, or unsharded: the same run.
-	for _, resume := range []string{"full", "none"} {
-		out := filepath.Join(dir, "resumed-"+resume)
+	// Stopped after 3 steps (a checkpoint) by 2 sharded processes and resumed by 2 or 3, sharded or not: the same run.
+	for _, c := range []struct {
+		world int
+		shard string
+	}{{2, "full"}, {2, "none"}, {3, "full"}} {
+		out := filepath.Join(dir, fmt.Sprintf("resumed-%d-%s", c.world, c.shard))
 		cfg := config(out, "full")
 		testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--stop-after 3", "MSM_SHARD_STOP=1")
 		if cks, _ := rundir.Dir(out).Checkpoints("msm"); len(cks) != 1 || rundir.CheckpointStep(cks[0]) != 3 {
 			t.Fatalf("checkpoints after --stop-after 3: %v", cks)
 		}
-		testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--set dist.shard="+resume)
+		testenv.StartWorkers(t, "TestShardedTrainingWorker", c.world, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--set dist.shard="+c.shard)
 		compareRuns(t, ref, out)
 	}
 }

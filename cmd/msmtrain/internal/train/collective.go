@@ -128,25 +128,30 @@ func waitRank0(env Env, what string) error {
 	return nil
 }
 
-// stateBytes is the room for one rank's loader state in the all-gather that collects them for a checkpoint.
+// stateBytes is the room for one loader state in the all-gather that collects them for a checkpoint.
 const stateBytes = 1024
 
-// gatherLoaderStates returns every rank's data-loader state, in rank order.
+// gatherLoaderStates returns the state of every data stream (every process's loaders, in stream order).
 func (r *stageRun) gatherLoaderStates() ([]loader.State, error) {
-	mine := r.ld.State()
+	var mine []loader.State
+	for _, ld := range r.lds {
+		mine = append(mine, ld.State())
+	}
 	if r.env.PG == nil {
-		return []loader.State{mine}, nil
+		return mine, nil
 	}
-	b, err := json.Marshal(mine)
-	if err != nil {
-		return nil, err
+	buf := make([]byte, stateBytes*len(mine))
+	for k, st := range mine {
+		b, err := json.Marshal(st)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > stateBytes {
+			return nil, fmt.Errorf("loader state of %d bytes exceeds %d", len(b), stateBytes)
+		}
+		copy(buf[k*stateBytes:], b)
 	}
-	if len(b) > stateBytes {
-		return nil, fmt.Errorf("loader state of %d bytes exceeds %d", len(b), stateBytes)
-	}
-	buf := make([]byte, stateBytes)
-	copy(buf, b)
-	t := torch.FromBytes(buf, torch.Uint8, []int64{stateBytes}, torch.CPU)
+	t := torch.FromBytes(buf, torch.Uint8, []int64{int64(len(buf))}, torch.CPU)
 	defer t.Free()
 	if r.env.Device.IsCUDA() { // NCCL gathers device tensors
 		d := t.ToDevice(r.env.Device)
@@ -157,15 +162,19 @@ func (r *stageRun) gatherLoaderStates() ([]loader.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	states := make([]loader.State, len(all))
+	var states []loader.State
 	for i, a := range all {
 		raw, err := a.Bytes()
 		a.Free()
 		if err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(bytes.TrimRight(raw, "\x00"), &states[i]); err != nil {
-			return nil, fmt.Errorf("loader state of rank %d: %w", i, err)
+		for k := 0; k < len(raw)/stateBytes; k++ {
+			var st loader.State
+			if err := json.Unmarshal(bytes.TrimRight(raw[k*stateBytes:(k+1)*stateBytes], "\x00"), &st); err != nil {
+				return nil, fmt.Errorf("loader state %d of rank %d: %w", k, i, err)
+			}
+			states = append(states, st)
 		}
 	}
 	return states, nil

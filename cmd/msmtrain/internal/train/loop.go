@@ -22,7 +22,7 @@ type stageRun struct {
 	model       Model
 	opt         *optim.AdamW
 	sched       optim.Schedule
-	ld          *loader.Loader
+	lds         []*loader.Loader // this process's data streams: micro-batch k of a step comes from lds[k]
 	val         *shard.Dataset
 	lcfg        loader.Config
 	accum       int
@@ -149,7 +149,7 @@ func (r *stageRun) trainStep() (stepResult, error) {
 	batches := make([]*loader.Batch, 0, r.accum)
 	var tokens, trained int64
 	for i := 0; i < r.accum; i++ {
-		b, err := r.ld.Next()
+		b, err := r.lds[i].Next()
 		if err != nil {
 			return res, err
 		}

@@ -57,31 +57,41 @@ func newStageRun(cfg *Config, idx int, model Model, env Env, hash string, data *
 		mode = loader.Pad
 	}
 	lcfg := loader.Config{SeqLen: t.SeqLen, Rows: t.MicroBatch, Mode: mode, Seed: cfg.Seed + uint64(idx), Rank: rank, World: world}
-	ckPath, resume, err := latestCheckpoint(cfg, st, env, world, hash)
+	// The stage's data is cut into one stream per micro-batch of a step, all processes together (virtual ranks,
+	// world x accum of them): process p reads streams p*accum .. p*accum+accum-1. A step's batches are therefore
+	// the same however many processes share them, and a checkpoint (one loader state per stream) resumes on any
+	// number of processes that divides the global batch.
+	streams := world * accum
+	ckPath, resume, err := latestCheckpoint(cfg, st, env, streams, hash)
 	if err != nil {
 		return fail(err)
-	}
-	var from *loader.State
-	if resume != nil {
-		from = &resume.Loaders[rank]
 	}
 	r = &stageRun{cfg: cfg, st: st, idx: idx, model: model, val: data.val, lcfg: lcfg, accum: accum, env: env, rank: rank,
 		world: world, hash: hash, flopsPerToken: model.FLOPsPerToken(t.SeqLen),
 		peakFLOPS: peakTFLOPS(cfg.Model.PeakTFLOPS, env.Device) * 1e12}
-	if r.ld, err = loader.New(data.train, lcfg, from); err != nil {
-		return fail(err)
+	for k := range accum {
+		c := lcfg
+		c.Rank, c.World = rank*accum+k, streams
+		var from *loader.State
+		if resume != nil {
+			from = &resume.Loaders[c.Rank]
+		}
+		ld, err := loader.New(data.train, c, from)
+		if err != nil {
+			return fail(err)
+		}
+		r.lds = append(r.lds, ld)
 	}
 	var warn io.Writer
 	if rank == 0 {
 		warn = env.Err
 	}
-	if err := checkPadding(st, data.train, r.ld, world, warn); err != nil {
+	if err := checkPadding(st, data.train, r.lds[0], streams, world, warn); err != nil {
 		return fail(err)
 	}
 	r.total = t.Steps
 	if r.total == 0 {
-		micro := int(t.Epochs * float64(r.ld.StepsPerEpoch(0)))
-		r.total = max(1, (micro+accum-1)/accum)
+		r.total = max(1, int(t.Epochs*float64(r.lds[0].StepsPerEpoch(0))))
 	}
 	if r.opt, err = optim.NewAdamW(model.Params(), t.adamw()); err != nil {
 		return fail(err)
@@ -113,8 +123,8 @@ func newStageRun(cfg *Config, idx int, model Model, env Env, hash string, data *
 }
 
 // latestCheckpoint returns the stage's latest checkpoint and its state, or nil when the stage starts afresh. It
-// must have been made with this config and this number of processes.
-func latestCheckpoint(cfg *Config, st *Stage, env Env, world int, hash string) (string, *rundir.CheckpointState, error) {
+// must have been made with this config and as many data streams (see newStageRun).
+func latestCheckpoint(cfg *Config, st *Stage, env Env, streams int, hash string) (string, *rundir.CheckpointState, error) {
 	d := rundir.Dir(cfg.OutDir)
 	if env.Dist.Rank == 0 {
 		removeTemps(d.CheckpointDir())
@@ -131,9 +141,10 @@ func latestCheckpoint(cfg *Config, st *Stage, env Env, world int, hash string) (
 	if s.ConfigHash != hash {
 		return "", nil, fmt.Errorf("checkpoint %s was made with another config (hash %s, now %s)", path, s.ConfigHash, hash)
 	}
-	if len(s.Loaders) != world {
-		return "", nil, fmt.Errorf("checkpoint %s has %d data-loader states, this run has %d processes; resume with the same "+
-			"number of processes", path, len(s.Loaders), world)
+	if len(s.Loaders) != streams {
+		return "", nil, fmt.Errorf("checkpoint %s has %d data streams (global batch / micro_batch), this run %d: resume "+
+			"with a number of processes that divides %d, or, with train.global_batch unset, as many processes as before",
+			path, len(s.Loaders), streams, len(s.Loaders))
 	}
 	return path, &s, nil
 }
@@ -159,8 +170,8 @@ func (r *stageRun) close() {
 	if r.opt != nil {
 		r.opt.Free()
 	}
-	if r.ld != nil {
-		r.ld.Close()
+	for _, ld := range r.lds {
+		ld.Close()
 	}
 }
 

@@ -307,22 +307,23 @@ func openData(cfg *Config, st *Stage) (*stageData, error) {
 // train nothing. The loss stays right (it is normalised by trained tokens), so only waste is at stake: more than
 // half is almost surely a mistake (micro_batch meant for a larger dataset), while the last, partly filled batch of
 // an epoch is normal.
-func checkPadding(st *Stage, ds *shard.Dataset, ld *loader.Loader, world int, warn io.Writer) error {
+func checkPadding(st *Stage, ds *shard.Dataset, ld *loader.Loader, streams, world int, warn io.Writer) error {
 	info, err := ld.Epoch(0)
 	if err != nil {
 		return err
 	}
-	rows := int64(info.Steps) * int64(st.Train.MicroBatch) * int64(world)
+	rows := int64(info.Steps) * int64(st.Train.MicroBatch) * int64(streams)
 	if rows == 0 || info.EmptyRows*10 <= rows {
 		return nil
 	}
 	used := rows - info.EmptyRows
-	what := fmt.Sprintf("micro_batch %d x %d processes is large for the data of stage %s: its %d documents fill %d rows "+
-		"of seq_len %d, and an epoch of %d micro-batches has %d rows, %.0f%% of them padding only",
-		st.Train.MicroBatch, world, st.Name, ds.NumDocs(), used, st.Train.SeqLen, info.Steps, rows,
+	what := fmt.Sprintf("micro_batch %d x %d micro-batches per step (%d processes) is large for the data of stage %s: its "+
+		"%d documents fill %d rows of seq_len %d, and an epoch of %d steps has %d rows, %.0f%% of them padding only",
+		st.Train.MicroBatch, streams, world, st.Name, ds.NumDocs(), used, st.Train.SeqLen, info.Steps, rows,
 		100*float64(info.EmptyRows)/float64(rows))
 	if 2*info.EmptyRows > rows {
-		return fmt.Errorf("%s; set micro_batch to %d or less, or add data", what, max(1, used/int64(world)))
+		return fmt.Errorf("%s; set micro_batch to %d or less (and global_batch to match), or add data", what,
+			max(1, used/int64(streams)))
 	}
 	if warn != nil {
 		fmt.Fprintf(warn, "warning: %s\n", what)

@@ -472,6 +472,72 @@ func TestDataParallelResume(t *testing.T) {
 	sameMetrics(t, readMetrics(t, filepath.Join(ref, "metrics.jsonl")), readMetrics(t, filepath.Join(out, "metrics.jsonl")))
 }
 
+// TestResumeOtherWorld: a checkpoint holds one data stream per micro-batch of a step (global batch / micro_batch),
+// so a run stopped with 4 processes resumes with 2, and one stopped with 1 with 4, and continues as the
+// uninterrupted one-process run does (within 1e-5: only the order of the sums differs).
+func TestResumeOtherWorld(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	train := "steps = 7\nglobal_batch = 4\nmicro_batch = 1"
+	cfg := func(name string) (string, string) {
+		out := filepath.Join(dir, name)
+		text := strings.Replace(strings.Replace(testConfig(dir, out, train), "micro_batch = 2\n", "", 1), "every = 1\n", "every = 1000\n", 1)
+		return out, writeConfig(t, dir, name+".toml", text)
+	}
+	ref, refCfg := cfg("ref")
+	runRanks(t, refCfg, 1)
+	for _, c := range []struct{ from, to int }{{4, 2}, {1, 4}} {
+		out, path := cfg(fmt.Sprintf("from%dto%d", c.from, c.to))
+		runRanks(t, path, c.from, "MSM_TRAIN_STOP_AFTER=3")
+		st, err := readCkpt(out, "msm")
+		if err != nil || st.Step != 3 || len(st.Loaders) != 4 {
+			t.Fatalf("%d -> %d: checkpoint %+v, %v", c.from, c.to, st, err)
+		}
+		runRanks(t, path, c.to)
+		closeMetrics(t, readMetrics(t, filepath.Join(ref, "metrics.jsonl")), readMetrics(t, filepath.Join(out, "metrics.jsonl")))
+	}
+	// without global_batch a step has one micro-batch per process: a checkpoint of 2 streams is refused with 1
+	out := filepath.Join(dir, "nobatch")
+	path := writeConfig(t, dir, "nobatch.toml", strings.Replace(testConfig(dir, out, "steps = 7"), "every = 1\n", "every = 1000\n", 1))
+	runRanks(t, path, 2, "MSM_TRAIN_STOP_AFTER=2")
+	c, err := Load(path, nil)
+	if err == nil {
+		err = Run(context.Background(), c, Env{Out: io.Discard, Err: io.Discard, Dist: dist.Env{World: 1}, Device: torch.CPU, Build: bigramBuilder})
+	}
+	if err == nil || !strings.Contains(err.Error(), "2 data streams") || !strings.Contains(err.Error(), "this run 1") {
+		t.Fatalf("resume of 2 streams by 1 process: %v", err)
+	}
+}
+
+// readCkpt reads the state of a stage's latest checkpoint in run directory out.
+func readCkpt(out, stage string) (rundir.CheckpointState, error) {
+	cks, err := rundir.Dir(out).Checkpoints(stage)
+	if err != nil || len(cks) == 0 {
+		return rundir.CheckpointState{}, fmt.Errorf("no checkpoint of %s (%v)", stage, err)
+	}
+	return rundir.ReadCheckpointState(cks[len(cks)-1])
+}
+
+// closeMetrics: the same records, with losses within 1e-5 relative.
+func closeMetrics(t *testing.T, a, b []metricLine) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%d metric lines vs %d", len(a), len(b))
+	}
+	for i := range a {
+		var x, y float64
+		raw := [2]json.RawMessage{a[i].Loss, b[i].Loss}
+		if a[i].Kind == "eval" {
+			raw = [2]json.RawMessage{a[i].EvalLoss, b[i].EvalLoss}
+		}
+		json.Unmarshal(raw[0], &x)
+		json.Unmarshal(raw[1], &y)
+		if a[i].Kind != b[i].Kind || a[i].Step != b[i].Step || math.Abs(x-y) > 1e-5*math.Max(1, math.Abs(x)) || a[i].Trained != b[i].Trained {
+			t.Fatalf("%s %s step %d: %.9g (%d trained), resumed %.9g (%d)", a[i].Kind, a[i].Stage, a[i].Step, x, a[i].Trained, y, b[i].Trained)
+		}
+	}
+}
+
 // TestDataParallelMatchesAccumulation: two processes over Gloo with micro_batch 2 give the same losses as one
 // process accumulating two micro-batches of 2 (pad mode: the same 4 examples per step).
 func TestDataParallelMatchesAccumulation(t *testing.T) {
