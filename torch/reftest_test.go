@@ -148,6 +148,7 @@ func refCases() []refCase {
 			return Attention(x[0], x[1], x[2], s, true, 0)
 		}, "attention(x[0], x[1], x[2], x[3].cumsum(1), True)", 1e-5},
 		{"attention_kvcache", []input{f(2, 4, 2, 8), f(2, 2, 6, 8), f(2, 2, 6, 8)}, func(x []*Tensor) *Tensor { return Attention(x[0], x[1], x[2], nil, true, 0.3) }, "attention(x[0], x[1], x[2], None, True, 0.3)", 1e-5},
+		{"attention_gqa3", []input{f(2, 6, 5, 4), f(2, 2, 5, 4), f(2, 2, 5, 4)}, func(x []*Tensor) *Tensor { return Attention(x[0], x[1], x[2], nil, true, 0) }, "attention(x[0], x[1], x[2], None, True)", 1e-5},
 		{"attention_full", []input{f(1, 2, 5, 4), f(1, 2, 5, 4), f(1, 2, 5, 4)}, func(x []*Tensor) *Tensor { return Attention(x[0], x[1], x[2], nil, false, 0) }, "attention(x[0], x[1], x[2], None, False)", 1e-5},
 		{"compare", []input{fc(3, 4), fc(3, 4)}, func(x []*Tensor) *Tensor {
 			return x[0].Lt(x[1]).LogicalAnd(x[0].Gt(x[1]).LogicalNot()).LogicalAnd(x[0].Ne(x[1])).LogicalAnd(x[0].Eq(x[0]))

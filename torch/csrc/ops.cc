@@ -88,7 +88,12 @@ at::Tensor attention(const at::Tensor &q, at::Tensor k, at::Tensor v, const at::
     }
     mask = mask.unsqueeze(1);
   }
-#if MSM_TORCH_AT_LEAST(2, 1)
+#if MSM_TORCH_AT_LEAST(2, 5)
+  // grouped-query attention without copies of k and v (enable_gqa, torch 2.5+)
+  c10::optional<at::Tensor> m;
+  if (explicit_mask) m = mask;
+  return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal && !explicit_mask, scale, Hq != Hkv);
+#elif MSM_TORCH_AT_LEAST(2, 1)
   if (Hq != Hkv) {
     k = k.repeat_interleave(Hq / Hkv, 1);
     v = v.repeat_interleave(Hq / Hkv, 1);
@@ -97,19 +102,20 @@ at::Tensor attention(const at::Tensor &q, at::Tensor k, at::Tensor v, const at::
   if (explicit_mask) m = mask;
   return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal && !explicit_mask, scale);
 #else
-  if (Hq != Hkv) {
-    k = k.repeat_interleave(Hq / Hkv, 1);
-    v = v.repeat_interleave(Hq / Hkv, 1);
-  }
-  auto scores = at::matmul(q, k.transpose(-2, -1)) * scale;  // (B, H, T, S)
+  // Grouped-query attention without copies of k and v: query head h uses kv head h / G (G = Hq / Hkv, as
+  // repeat_interleave pairs them), so the G query heads of a kv head are stacked along the query axis, (B, Hkv,
+  // G*T, D), and multiply k and v as they are (a broadcast over G would be copied inside matmul).
+  const int64_t B = q.size(0), G = Hq / Hkv;
+  auto scores = at::matmul(q.reshape({B, Hkv, G * T, D}), k.transpose(-2, -1)).mul_(scale);  // (B, Hkv, G*T, S)
+  scores = scores.view({B, Hkv, G, T, S});
   if (explicit_mask) {
-    scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity());
+    scores = scores.masked_fill(mask.unsqueeze(1).logical_not(), -std::numeric_limits<double>::infinity());
   } else if (causal) {
     auto upper = at::ones({T, S}, at::TensorOptions().dtype(at::kBool).device(q.device())).triu(1);
     scores = scores.masked_fill(upper, -std::numeric_limits<double>::infinity());
   }
-  auto p = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  return at::matmul(p, v);
+  auto p = at::softmax(scores, -1, at::kFloat).to(q.scalar_type()).view({B, Hkv, G * T, S});
+  return at::matmul(p, v).view({B, Hq, T, D});
 #endif
 }
 
