@@ -87,6 +87,12 @@ func initConfig(cfg *train.Config) (decoder.Config, error) {
 
 // SaveOutput writes a PEFT adapter (LoRA) or a Hugging Face model (full fine-tuning) with the tokenizer.
 func (m *trainModel) SaveOutput(dir string) error {
+	if dir == "" { // another process of a sharded model: take part in gathering the weights
+		if m.LoRA() != nil {
+			return nil
+		}
+		return m.Save("")
+	}
 	if m.LoRA() != nil {
 		base := m.base
 		if base == "" {

@@ -36,13 +36,13 @@ func TestShardedTraining(t *testing.T) {
 {"id": "q2", "messages": [{"role": "user", "content": "What?"}], "choices": ["Tell me more", "maybe"], "answer": 1}
 `)
 	prompts := writeFile(t, filepath.Join(dir, "prompts.jsonl"), promptLines[0]+"\n"+promptLines[2]+"\n")
-	config := func(out, shard string) string {
+	config := func(out, shard string, lora bool) string {
 		return writeFile(t, filepath.Join(dir, filepath.Base(out)+".toml"), fmt.Sprintf(`out_dir = %q
 [model]
 path = %q
 checkpointing = true
 [lora]
-enabled = true
+enabled = %v
 r = 4
 alpha = 8
 [train]
@@ -72,15 +72,15 @@ eval_prompts = %q
 eval_max_new_tokens = 8
 [stages.data]
 sources = [{ name = "chats", path = %q, kind = "chats" }]
-`, out, model, shard, docs, web, mc, prompts, chats))
+`, out, model, lora, shard, docs, web, mc, prompts, chats))
 	}
 	ref := filepath.Join(dir, "ref")
-	if o, err := runCmd(t, "--config", config(ref, "none")); err != nil {
+	if o, err := runCmd(t, "--config", config(ref, "none", true)); err != nil {
 		t.Fatalf("%v\n%s", err, o)
 	}
 	for _, world := range []int{2, 3} {
 		out := filepath.Join(dir, fmt.Sprintf("sharded%d", world))
-		printed := testenv.StartWorkers(t, "TestShardedTrainingWorker", world, "MSM_SHARD_CONFIG="+config(out, "full"))
+		printed := testenv.StartWorkers(t, "TestShardedTrainingWorker", world, "MSM_SHARD_CONFIG="+config(out, "full", true))
 		var held, whole float64
 		if i := strings.Index(printed[0], "this process holds "); i < 0 ||
 			!scanned(fmt.Sscanf(printed[0][i:], "this process holds %f MiB of the %f MiB", &held, &whole)) ||
@@ -96,7 +96,7 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 		shard string
 	}{{2, "full"}, {2, "none"}, {3, "full"}} {
 		out := filepath.Join(dir, fmt.Sprintf("resumed-%d-%s", c.world, c.shard))
-		cfg := config(out, "full")
+		cfg := config(out, "full", true)
 		testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--stop-after 3", "MSM_SHARD_STOP=1")
 		if cks, _ := rundir.Dir(out).Checkpoints("msm"); len(cks) != 1 || rundir.CheckpointStep(cks[0]) != 3 {
 			t.Fatalf("checkpoints after --stop-after 3: %v", cks)
@@ -104,6 +104,20 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 		testenv.StartWorkers(t, "TestShardedTrainingWorker", c.world, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--set dist.shard="+c.shard)
 		compareRuns(t, ref, out)
 	}
+	// Full fine-tuning: the trained weights and their AdamW moments sharded (gradients reduce-scattered), the same
+	// run as one unsharded process, also when stopped by 2 processes and resumed by 3.
+	fullRef := filepath.Join(dir, "full-ref")
+	if o, err := runCmd(t, "--config", config(fullRef, "none", false)); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	out := filepath.Join(dir, "full-sharded")
+	testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+config(out, "full", false))
+	compareRuns(t, fullRef, out)
+	out = filepath.Join(dir, "full-resumed")
+	cfg := config(out, "full", false)
+	testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--stop-after 3", "MSM_SHARD_STOP=1")
+	testenv.StartWorkers(t, "TestShardedTrainingWorker", 3, "MSM_SHARD_CONFIG="+cfg)
+	compareRuns(t, fullRef, out)
 }
 
 func TestShardedTrainingWorker(t *testing.T) {
@@ -159,11 +173,15 @@ func compareRuns(t *testing.T, a, b string) {
 		}
 	}
 	for _, stage := range []string{"msm", "aft"} {
-		ta, err := torch.LoadFile(filepath.Join(rundir.Dir(a).Output(stage), "adapter_model.safetensors"), torch.CPU)
+		files, _ := filepath.Glob(filepath.Join(rundir.Dir(a).Output(stage), "*.safetensors"))
+		if len(files) != 1 {
+			t.Fatalf("%s: output files %v", a, files)
+		}
+		ta, err := torch.LoadFile(files[0], torch.CPU)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tb, err := torch.LoadFile(filepath.Join(rundir.Dir(b).Output(stage), "adapter_model.safetensors"), torch.CPU)
+		tb, err := torch.LoadFile(strings.Replace(files[0], a, b, 1), torch.CPU)
 		if err != nil {
 			t.Fatal(err)
 		}

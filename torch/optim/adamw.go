@@ -42,6 +42,10 @@ type Param struct {
 	Name   string
 	Tensor *torch.Tensor
 	Decay  bool
+	// Whole, when > 0, says the tensor is this process's 1-D slice of a tensor of Whole elements sharded over the
+	// processes (a sharded model's unit, padded to a multiple of their number): its gradient is already summed
+	// over them, and a checkpoint gathers the whole.
+	Whole int64
 }
 
 // DecayByName is the usual parameter grouping: no weight decay for biases, norms and other 1-D parameters.

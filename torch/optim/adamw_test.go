@@ -40,7 +40,7 @@ func TestAdamWMatchesPyTorch(t *testing.T) {
 	b1 := init["b1"].Clone().SetRequiresGrad(true)
 	w2 := init["w2"].Clone().SetRequiresGrad(true)
 	cfg := AdamWConfig{Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1}
-	params := []Param{{"w1", w1, true}, {"b1", b1, DecayByName("b1", []int64{16})}, {"w2", w2, true}}
+	params := []Param{{Name: "w1", Tensor: w1, Decay: true}, {Name: "b1", Tensor: b1, Decay: DecayByName("b1", []int64{16})}, {Name: "w2", Tensor: w2, Decay: true}}
 	opt, err := NewAdamW(params, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -169,7 +169,11 @@ func (m *Model) headLoss(h, targets, weights *torch.Tensor, perToken bool) *torc
 		return torch.Errorf("decoder: loss targets: %w", err)
 	}
 	if len(idx) == 0 {
-		return hf.SumAll().MulScalar(0).To(torch.Float32) // zero, still connected to the graph
+		z := hf.SumAll()
+		if m.sharded() && m.lora == nil {
+			z = z.Add(head.SumAll()) // the head's backward is a collective: every rank must take part
+		}
+		return z.MulScalar(0).To(torch.Float32) // zero, still connected to the graph
 	}
 	it := torch.FromInt64s(idx).ToDevice(h.Device())
 	hv, tv := hf.IndexSelect(0, it), tf.IndexSelect(0, it) // (n, C), (n)

@@ -25,7 +25,7 @@ func Load(dir string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := o.checkShard(o.LoRA != nil || o.Adapter != ""); err != nil {
+	if err := o.checkShard(); err != nil {
 		return nil, err
 	}
 	lo := o.LoRA
@@ -53,7 +53,7 @@ func Load(dir string, o Options) (*Model, error) {
 			*w.t = t
 		}
 		if o.Shard != nil {
-			u, err := m.shardUnit(g.name, g.ws)
+			u, err := m.shardUnit(g, lo == nil && o.Adapter == "")
 			if err != nil {
 				m.Free()
 				return nil, err

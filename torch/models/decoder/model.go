@@ -72,7 +72,7 @@ type linear struct {
 // New builds a model with random weights (normal, std 0.02; norms one; biases zero), for tests, the demo and
 // benchmarks.
 func New(c Config, o Options) (*Model, error) {
-	if err := o.checkShard(o.LoRA != nil); err != nil {
+	if err := o.checkShard(); err != nil {
 		return nil, err
 	}
 	m, err := newModel(c, o)
@@ -106,7 +106,7 @@ func New(c Config, o Options) (*Model, error) {
 		}
 	}
 	if o.Shard != nil {
-		if err := m.shardAll(); err != nil {
+		if err := m.shardAll(o.LoRA == nil); err != nil {
 			m.Free()
 			return nil, err
 		}
@@ -166,7 +166,7 @@ func (m *Model) finish() error {
 		if err := m.addLoRA(*m.opts.LoRA); err != nil {
 			return err
 		}
-	} else {
+	} else if !m.sharded() { // sharded slices are made trainable by shardUnit
 		for _, w := range m.weights() {
 			(*w.t).SetRequiresGrad(true)
 		}
@@ -225,8 +225,16 @@ func (m *Model) Options() Options { return m.opts }
 func (m *Model) LoRA() *LoRAConfig { return m.lora }
 
 // Params returns the trainable parameters with their checkpoint names: every weight (HF names) in full
-// fine-tuning mode, only the LoRA matrices (PEFT names) in LoRA mode. Weight decay follows optim.DecayByName.
+// fine-tuning mode (sharded: this rank's slice of each unit, named after it), only the LoRA matrices (PEFT names)
+// in LoRA mode. Weight decay follows optim.DecayByName.
 func (m *Model) Params() []optim.Param {
+	if m.lora == nil && m.sharded() {
+		ps := make([]optim.Param, 0, len(m.units))
+		for _, u := range m.units {
+			ps = append(ps, optim.Param{Name: u.name, Tensor: u.shard, Decay: u.decay, Whole: u.numel})
+		}
+		return ps
+	}
 	ws := m.weights()
 	if m.lora != nil {
 		ws = m.loraWeights()

@@ -21,10 +21,11 @@ var TokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "specia
 // Save writes the base model to dir in the Hugging Face layout: config.json, model.safetensors (or shards of at
 // most MaxShardBytes with model.safetensors.index.json) in the weights' dtype, streamed one tensor at a time,
 // and the tokenizer files of the source directory. A tied model has no lm_head.weight, as transformers expects.
-// An unmerged adapter is not included (SaveAdapter, or Merge first).
+// An unmerged adapter is not included (SaveAdapter, or Merge first). Sharded, every rank must call it (the units
+// are gathered one at a time); rank 0 writes to dir, the others write nothing.
 func (m *Model) Save(dir string) error {
 	if m.sharded() {
-		return fmt.Errorf("decoder: save: %w; saving them is not supported yet", ErrShardedBase)
+		return m.saveSharded(dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("decoder: save: %w", err)
@@ -40,6 +41,11 @@ func (m *Model) Save(dir string) error {
 	if err := m.writeConfig(dir); err != nil {
 		return err
 	}
+	return m.copyTokenizer(dir)
+}
+
+// copyTokenizer copies the tokenizer files of the directory the model was loaded from.
+func (m *Model) copyTokenizer(dir string) error {
 	if m.srcDir != "" && m.srcDir != dir {
 		for _, f := range TokenizerFiles {
 			if err := copyFile(filepath.Join(m.srcDir, f), filepath.Join(dir, f)); err != nil && !os.IsNotExist(err) {
@@ -112,4 +118,54 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Commit()
+}
+
+// saveSharded gathers the units one at a time; rank 0 writes them as Save does.
+func (m *Model) saveSharded(dir string) error {
+	write := m.opts.Shard.Rank == 0
+	var w *safetensors.ShardedWriter
+	if write {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("decoder: save: %w", err)
+		}
+		ws := m.weights()
+		specs := make([]safetensors.Spec, len(ws))
+		for i, x := range ws {
+			specs[i] = safetensors.Spec{Name: x.name, DType: torch.STDType(m.opts.DType), Shape: x.shape}
+		}
+		var err error
+		if w, err = safetensors.NewShardedWriter(dir, "model", specs, MaxShardBytes, map[string]string{"format": "pt"}); err != nil {
+			return fmt.Errorf("decoder: save: %w", err)
+		}
+	}
+	var err error
+	torch.NoGrad(func() {
+		for k, g := range m.unitWeights() {
+			s := torch.NewScope()
+			for i, t := range m.gather(m.units[k], g.ws) {
+				b, e := t.Bytes()
+				if e == nil && write {
+					e = w.WriteTensor(g.ws[i].name, b)
+				}
+				if e != nil && err == nil {
+					err = fmt.Errorf("decoder: save %s: %w", g.ws[i].name, e)
+				}
+			}
+			s.Close()
+		}
+	})
+	if !write {
+		return err
+	}
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("decoder: save: %w", err)
+	}
+	if err := m.writeConfig(dir); err != nil {
+		return err
+	}
+	return m.copyTokenizer(dir)
 }

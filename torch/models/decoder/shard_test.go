@@ -5,7 +5,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,15 +16,17 @@ import (
 	"github.com/msmtrain/msmtrain/torch/testenv"
 )
 
-// TestSharded: 2 and 3 processes over Gloo each hold 1/world of every base weight of a LoRA model of each family
-// and compute, on their own (different) batches, the loss, the LoRA gradients, the log-probabilities and cached
-// decoding of the unsharded model within 1e-6; a rank whose batch has no target still takes part in every gather.
+// TestSharded: 2 and 3 processes over Gloo each hold 1/world of every base weight of a model of each family and
+// compute, on their own (different) batches, the loss, the log-probabilities and cached decoding of the unsharded
+// model within 1e-6, and its gradients: the LoRA ones (1e-6), or in full fine-tuning each slice's, the sum over
+// the ranks (1e-5); a rank whose batch has no target still takes part in every collective; Save of a sharded model
+// writes the unsharded one.
 func TestSharded(t *testing.T) {
 	if testenv.IsWorker() {
 		t.Skip("this process is one of the workers that TestSharded starts")
 	}
 	for _, world := range []int{2, 3} {
-		t.Run(fmt.Sprint(world), func(t *testing.T) { testenv.StartWorkers(t, "TestShardedWorker", world) })
+		t.Run(fmt.Sprint(world), func(t *testing.T) { testenv.StartWorkers(t, "TestShardedWorker", world, "MSM_SHARD_DIR="+t.TempDir()) })
 	}
 }
 
@@ -77,8 +81,72 @@ func TestShardedWorker(t *testing.T) {
 		fmt.Printf("%s: rank %d of %d holds %d of %d bytes of base weights\n", name, env.Rank, env.World, mine, whole)
 		sh.Free()
 		ref.Free()
+
+		// full fine-tuning: the slices are trainable, their gradients the sum over the ranks of the whole ones
+		full, err := Load(dir, Options{DType: torch.Float32, Checkpoint: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		shf, err := Load(dir, Options{DType: torch.Float32, Checkpoint: true, Shard: pg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareSharded(t, name+" full", env.Rank, c, full, shf)
+		compareShardGrads(t, name, pg, full, shf)
+		// Save gathers the units: rank 0 writes the same model
+		saved := filepath.Join(os.Getenv("MSM_SHARD_DIR"), name)
+		if err := shf.Save(saved); err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Barrier(); err != nil {
+			t.Fatal(err)
+		}
+		back, err := Load(saved, Options{DType: torch.Float32})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bw := back.weights()
+		for i, w := range full.weights() {
+			if d := maxAbsDiff(t, *w.t, *bw[i].t); d != 0 {
+				t.Fatalf("%s: saved %s differs by %g", name, w.name, d)
+			}
+		}
+		back.Free()
+		shf.Free()
+		full.Free()
 	}
 	fmt.Println("WORKER OK")
+}
+
+// compareShardGrads checks each slice's gradient against the sum over the ranks of the unsharded model's whole
+// gradients (after compareSharded's backward on each rank's own batch).
+func compareShardGrads(t *testing.T, name string, pg *torch.ProcessGroup, full, sh *Model) {
+	t.Helper()
+	ps := sh.Params()
+	for k, g := range full.unitWeights() {
+		var parts []*torch.Tensor
+		for _, w := range g.ws {
+			gr := (*w.t).Grad()
+			if gr == nil { // unused by this rank's loss (a head without targets)
+				gr = torch.Zeros(torch.Float32, torch.CPU, w.shape...)
+			}
+			parts = append(parts, gr.Reshape(-1))
+		}
+		n := ps[k].Tensor.Numel()
+		if pad := n*int64(pg.World) - ps[k].Whole; pad > 0 {
+			parts = append(parts, torch.Zeros(torch.Float32, torch.CPU, pad))
+		}
+		flat := torch.Cat(parts, 0).Contiguous()
+		if err := pg.AllReduce([]*torch.Tensor{flat}, torch.ReduceOpSum); err != nil {
+			t.Fatal(err)
+		}
+		if ps[k].Name != g.name || ps[k].Decay != g.decay {
+			t.Fatalf("%s: param %d is %s (decay %v), unit %s (%v)", name, k, ps[k].Name, ps[k].Decay, g.name, g.decay)
+		}
+		if d := maxAbsDiff(t, flat.Narrow(0, int64(pg.Rank)*n, n), ps[k].Tensor.Grad()); d > 1e-5 {
+			t.Fatalf("%s rank %d: gradient of %s differs by %g", name, pg.Rank, g.name, d)
+		}
+	}
 }
 
 // compareSharded runs the same rank-specific batches through both models.
@@ -114,10 +182,12 @@ func compareSharded(t *testing.T, name string, rank int, c Config, ref, sh *Mode
 	if math.Abs(losses[0]-losses[1]) > 1e-6*math.Max(1, math.Abs(losses[0])) {
 		t.Fatalf("%s rank %d: loss %v unsharded, %v sharded", name, rank, losses[0], losses[1])
 	}
-	rp, sp := ref.Params(), sh.Params()
-	for i := range rp {
-		if d := maxAbsDiff(t, rp[i].Tensor.Grad(), sp[i].Tensor.Grad()); d > 1e-6 {
-			t.Fatalf("%s rank %d: grad of %s differs by %g", name, rank, rp[i].Name, d)
+	if ref.LoRA() != nil {
+		rp, sp := ref.Params(), sh.Params()
+		for i := range rp {
+			if d := maxAbsDiff(t, rp[i].Tensor.Grad(), sp[i].Tensor.Grad()); d > 1e-6 {
+				t.Fatalf("%s rank %d: grad of %s differs by %g", name, rank, rp[i].Name, d)
+			}
 		}
 	}
 	a, b, sg, g := in()
@@ -155,14 +225,12 @@ func maxAbsDiff(t *testing.T, a, b *torch.Tensor) float64 {
 	return d
 }
 
-// TestShardedRefused: sharding needs LoRA and checkpointing, and a sharded base cannot be merged into or saved.
+// TestShardedRefused: sharding needs activation checkpointing, and a sharded base cannot be merged into.
 func TestShardedRefused(t *testing.T) {
 	c := tinyConfigs()["qwen3"]
 	pg := &torch.ProcessGroup{World: 2}
-	for _, o := range []Options{{DType: torch.Float32, Checkpoint: true, Shard: pg},
-		{DType: torch.Float32, LoRA: &LoRAConfig{Rank: 2, Alpha: 2, Targets: AllProjections}, Shard: pg}} {
-		if _, err := New(c, o); err == nil {
-			t.Fatalf("New(%+v) with a shard group succeeded", o)
-		}
+	if _, err := New(c, Options{DType: torch.Float32, LoRA: &LoRAConfig{Rank: 2, Alpha: 2, Targets: AllProjections}, Shard: pg}); err == nil ||
+		!strings.Contains(err.Error(), "checkpointing") {
+		t.Fatalf("sharded without checkpointing: %v", err)
 	}
 }

@@ -78,6 +78,25 @@ func (r *stageRun) checkpoint() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Sharded parameters (and their optimizer moments) are gathered whole, one at a time to the host, by every
+	// process: a checkpoint holds the whole tensors, so it resumes on any number of processes, sharded or not.
+	sc := torch.NewScope()
+	defer sc.Close()
+	trainable, optState := map[string]*torch.Tensor{}, r.opt.State()
+	for _, p := range r.model.Params() {
+		trainable[p.Name] = p.Tensor
+		if p.Whole > 0 {
+			for _, key := range []string{"", ".exp_avg", ".exp_avg_sq"} {
+				m := optState
+				if key == "" {
+					m = trainable
+				}
+				if m[p.Name+key], err = r.gatherWhole(m[p.Name+key], p.Whole); err != nil {
+					return "", fmt.Errorf("checkpoint: gathering %s%s: %w", p.Name, key, err)
+				}
+			}
+		}
+	}
 	path := ""
 	if r.rank == 0 {
 		rng, err := (*torch.Generator)(nil).State()
@@ -96,11 +115,7 @@ func (r *stageRun) checkpoint() (string, error) {
 				return "", err
 			}
 		}
-		trainable := map[string]*torch.Tensor{}
-		for _, p := range r.model.Params() {
-			trainable[p.Name] = p.Tensor
-		}
-		path, err = saveCheckpoint(filepath.Join(r.cfg.OutDir, "checkpoints"), st, trainable, r.opt.State(), r.cfg.Checkpoint.Keep)
+		path, err = saveCheckpoint(filepath.Join(r.cfg.OutDir, "checkpoints"), st, trainable, optState, r.cfg.Checkpoint.Keep)
 		if err != nil {
 			return "", err
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/torch"
@@ -94,12 +95,13 @@ func (r *stageRun) allReduceGrads(params []*torch.Tensor) error {
 	return flush()
 }
 
-// broadcastParams makes every process start from rank 0's trainable weights.
+// broadcastParams makes every process start from rank 0's trainable weights (the replicated ones).
 func (r *stageRun) broadcastParams() error {
 	if r.env.PG == nil {
 		return nil
 	}
-	return r.env.PG.Broadcast(r.opt.Tensors(), 0)
+	replicated, _ := r.splitSharded(r.opt.Tensors()) // each process's slice of a sharded parameter is its own
+	return r.env.PG.Broadcast(replicated, 0)
 }
 
 // agreeStop tells every process whether any process was asked to stop. It is a collective: every process calls it
@@ -178,4 +180,51 @@ func (r *stageRun) gatherLoaderStates() ([]loader.State, error) {
 		}
 	}
 	return states, nil
+}
+
+// gatherWhole returns the whole tensor (whole elements) of which t is this process's slice, on the host.
+func (r *stageRun) gatherWhole(t *torch.Tensor, whole int64) (*torch.Tensor, error) {
+	var out *torch.Tensor
+	torch.NoGrad(func() { out = r.env.PG.GatherShard(t.Detach(), whole).ToDevice(torch.CPU) })
+	return out, out.Err()
+}
+
+// sliceOf returns this process's slice of whole (a flat tensor), as the shard of n elements that a sharded
+// parameter holds: whole padded with zeros to n x world elements, and the rank's n.
+func (r *stageRun) sliceOf(whole *torch.Tensor, n int64) *torch.Tensor {
+	flat := whole.Reshape(-1)
+	if pad := n*int64(r.world) - flat.Numel(); pad > 0 {
+		flat = torch.Cat([]*torch.Tensor{flat, torch.Zeros(flat.DType(), flat.Device(), pad)}, 0)
+	}
+	return flat.Narrow(0, int64(r.rank)*n, n)
+}
+
+// gradNorm returns the norm of the gradients of all processes' parameters: the replicated ones (already summed
+// over the processes, the same on each) and the sharded slices (each process has its part of the whole), and,
+// with clip > 0, scales every gradient so that the norm is at most clip (as torch.nn.utils.clip_grad_norm_).
+func (r *stageRun) gradNorm(replicated, sharded []*torch.Tensor, clip float64) (float64, error) {
+	nr, err := torch.GradNorm(replicated)
+	if err != nil {
+		return 0, err
+	}
+	ns, err := torch.GradNorm(sharded)
+	if err != nil {
+		return 0, err
+	}
+	sq, err := r.allSum([]float64{ns * ns})
+	if err != nil {
+		return 0, err
+	}
+	norm := math.Sqrt(nr*nr + sq[0])
+	if coef := clip / (norm + 1e-6); clip > 0 && coef < 1 {
+		for _, p := range append(append([]*torch.Tensor{}, replicated...), sharded...) {
+			if g := p.Grad(); g != nil {
+				if err := g.MulScalarInPlace(coef); err != nil {
+					return 0, err
+				}
+				g.Free()
+			}
+		}
+	}
+	return norm, nil
 }

@@ -104,8 +104,9 @@ type LogConfig struct {
 type DistConfig struct {
 	Backend        string `toml:"backend"`         // gloo, nccl ("" picks by device)
 	TimeoutSeconds int    `toml:"timeout_seconds"` // rendezvous and collectives
-	// Shard is "none" (every process holds the whole model) or "full": each holds 1/world of the frozen base
-	// weights of a LoRA model, gathered layer by layer where used (needs model.checkpointing).
+	// Shard is "none" (every process holds the whole model) or "full": each holds 1/world of the base weights
+	// (the frozen base of a LoRA model, or the trained weights with their optimizer state in full fine-tuning),
+	// gathered layer by layer where used (needs model.checkpointing).
 	Shard string `toml:"shard"`
 }
 

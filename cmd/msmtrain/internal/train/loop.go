@@ -186,8 +186,9 @@ func (r *stageRun) trainStep() (stepResult, error) {
 		lossSum += v
 	}
 	params := r.opt.Tensors()
+	replicated, sharded := r.splitSharded(params)
 	if r.env.PG != nil {
-		if err := r.allReduceGrads(params); err != nil {
+		if err := r.allReduceGrads(replicated); err != nil { // sharded gradients are summed by their gathers' backward
 			return res, err
 		}
 		l, err := r.allSum([]float64{lossSum})
@@ -198,9 +199,12 @@ func (r *stageRun) trainStep() (stepResult, error) {
 	}
 	res.loss = lossSum * inv
 	var norm float64
-	if r.st.Train.ClipNorm > 0 {
+	switch {
+	case len(sharded) > 0:
+		norm, err = r.gradNorm(replicated, sharded, r.st.Train.ClipNorm)
+	case r.st.Train.ClipNorm > 0:
 		norm, err = torch.ClipGradNorm(params, r.st.Train.ClipNorm)
-	} else {
+	default:
 		norm, err = torch.GradNorm(params)
 	}
 	if err != nil {
@@ -215,4 +219,18 @@ func (r *stageRun) trainStep() (stepResult, error) {
 		return res, err
 	}
 	return res, r.opt.ZeroGrad()
+}
+
+// splitSharded splits the optimizer's tensors into replicated ones and this process's slices of sharded ones
+// (optim.Param.Whole).
+func (r *stageRun) splitSharded(ts []*torch.Tensor) (replicated, sharded []*torch.Tensor) {
+	ps := r.model.Params()
+	for i, t := range ts {
+		if i < len(ps) && ps[i].Whole > 0 {
+			sharded = append(sharded, t)
+		} else {
+			replicated = append(replicated, t)
+		}
+	}
+	return replicated, sharded
 }

@@ -15,6 +15,8 @@ type Model interface {
 	// FLOPsPerToken is the training cost of one token at seqLen, for MFU.
 	FLOPsPerToken(seqLen int) float64
 	// SaveOutput writes the stage's product: a PEFT adapter (LoRA) or a Hugging Face model (full fine-tuning).
+	// With sharded weights every process calls it, rank 0 with the directory and the others with "": they take
+	// part in gathering the weights and write nothing.
 	SaveOutput(dir string) error
 	// LoadOutput continues from a previous stage's SaveOutput.
 	LoadOutput(dir string) error

@@ -16,20 +16,31 @@ func (r *stageRun) restore(dir string, st *rundir.CheckpointState) error {
 		return fail(err)
 	}
 	defer freeAll(trainable)
-	for _, p := range r.model.Params() {
-		src, ok := trainable[p.Name]
-		if !ok {
-			return fail(fmt.Errorf("no tensor %q in trainable.safetensors", p.Name))
-		}
-		if err := p.Tensor.CopyFrom(src); err != nil {
-			return fail(fmt.Errorf("%s: %w", p.Name, err))
-		}
-	}
 	optState, err := torch.LoadFile(filepath.Join(dir, "optimizer.safetensors"), r.env.Device)
 	if err != nil {
 		return fail(err)
 	}
 	defer freeAll(optState)
+	sc := torch.NewScope()
+	defer sc.Close()
+	for _, p := range r.model.Params() {
+		src, ok := trainable[p.Name]
+		if !ok {
+			return fail(fmt.Errorf("no tensor %q in trainable.safetensors", p.Name))
+		}
+		if p.Whole > 0 { // a checkpoint holds whole tensors: take this process's slice, of the moments too
+			n := p.Tensor.Numel()
+			src = r.sliceOf(src, n)
+			for _, key := range []string{".exp_avg", ".exp_avg_sq"} {
+				if m, ok := optState[p.Name+key]; ok {
+					optState[p.Name+key] = r.sliceOf(m, n)
+				}
+			}
+		}
+		if err := p.Tensor.CopyFrom(src); err != nil {
+			return fail(fmt.Errorf("%s: %w", p.Name, err))
+		}
+	}
 	if err := r.opt.LoadState(optState, st.OptSteps); err != nil {
 		return fail(err)
 	}

@@ -27,6 +27,11 @@ func (r *stageRun) finish(noVal string) (rundir.StageSummary, error) {
 		if err := r.saveOutput(&sum); err != nil {
 			return sum, fmt.Errorf("stage %s: %w", st.Name, err)
 		}
+	} else if r.cfg.Dist.Sharded() {
+		// a sharded model gathers its weights to save them: the other processes take part, writing nothing
+		if err := r.model.SaveOutput(""); err != nil {
+			return sum, fmt.Errorf("stage %s: saving output: %w", st.Name, err)
+		}
 	}
 	if r.env.StageEnd != nil && (r.rank == 0 || r.cfg.Dist.Sharded()) {
 		res, err := r.env.StageEnd(r.cfg, r.st, r.model, r.rank == 0)

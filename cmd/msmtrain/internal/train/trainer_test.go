@@ -48,7 +48,6 @@ func TestConfigErrors(t *testing.T) {
 		{"lora target", good, []string{"lora.enabled=true", `lora.targets=["q_proj","qq"]`}, `unknown module "qq"`},
 		{"hub name", good, []string{`model.hub_name="/models/qwen3"`}, `model.hub_name = "/models/qwen3"`},
 		{"shard value", good, []string{`dist.shard="zero3"`}, `dist.shard = "zero3": want none or full`},
-		{"shard full fine-tuning", good, []string{`dist.shard="full"`, "model.checkpointing=true"}, "set lora.enabled"},
 		{"shard no checkpointing", good, []string{`dist.shard="full"`, "lora.enabled=true"}, "needs model.checkpointing = true"},
 		{"shard merge", strings.Replace(good, `kind = "aft"`, "kind = \"aft\"\ninit = \"merge\"", 1),
 			[]string{`dist.shard="full"`, "lora.enabled=true", "model.checkpointing=true"}, "init = merge: not supported with dist.shard"},

@@ -27,10 +27,6 @@ func (c *Config) Validate() error {
 	switch c.Dist.Shard {
 	case "", "none":
 	case "full":
-		if !c.LoRA.Enabled {
-			return fmt.Errorf("dist.shard = \"full\" shards the frozen base of a LoRA model: set lora.enabled " +
-				"(full fine-tuning is not sharded yet)")
-		}
 		if !c.Model.Checkpointing {
 			return fmt.Errorf("dist.shard = \"full\" needs model.checkpointing = true (each layer's weights are " +
 				"gathered again when backward recomputes it, instead of being kept)")
