@@ -11,6 +11,7 @@
 //	msmtrain generate --model DIR --input FILE --output FILE   sample responses (resumable JSONL)
 //	msmtrain eval --model DIR (--data DIR | --mc FILE)         held-out loss per source, multiple choice
 //	msmtrain report RUN_DIR...                                 compare runs: report.md and loss.png
+//	msmtrain plan --config FILE [--gpus N] [--gpu-memory GiB]  per-GPU memory of a config; exit 1 if it does not fit
 //	msmtrain version                                            libtorch version and devices
 //
 // On a GPU node (one process per GPU; torchrun-style variables or Slurm's are read):
@@ -52,6 +53,7 @@ func commands() []command {
 		{"generate", "--model DIR --input FILE --output FILE", "sample completions of JSONL prompts (resumable)", runGenerate},
 		{"eval", "--model DIR (--data DIR | --mc FILE)", "held-out loss per source, or multiple-choice accuracy", runEval},
 		{"report", "RUN_DIR... [--out DIR]", "compare runs: report.md and loss.png", runReport},
+		{"plan", "--config FILE [--gpus N --gpu-memory GiB]", "per-GPU memory of a config, sharded and not; exit 1 if it does not fit", runPlan},
 		{"version", "", "print versions and the devices libtorch sees", runVersion},
 	}
 }
