@@ -208,3 +208,27 @@ func TestRecipeMemoryComments(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainRefusesByPlan: the trainer's check refuses the Qwen3-32B recipe unsharded on 8 x 80 GB GPUs, printing
+// the plan and naming the remedies, trains it with --ignore-plan (with a warning) and sharded.
+func TestTrainRefusesByPlan(t *testing.T) {
+	for _, c := range []struct {
+		shard  string
+		ignore bool
+		want   string
+	}{{"none", false, "does not fit in the 80 GiB"}, {"none", true, ""}, {"full", false, ""}} {
+		cfg, err := readPlanConfig("../../configs/qwen3-32b.toml", []string{"model.path=testdata/plan/Qwen3-32B", "dist.shard=" + c.shard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var log strings.Builder
+		err = refuseByPlan(cfg, 8, 80, c.ignore, &log)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) ||
+			!strings.Contains(err.Error(), "--ignore-plan") || !strings.Contains(log.String(), "plan: does not fit")) {
+			t.Errorf("shard %s, ignore %v: %v\n%s", c.shard, c.ignore, err, log.String())
+		}
+		if c.ignore && !strings.Contains(log.String(), "--ignore-plan: training anyway") {
+			t.Errorf("no warning with --ignore-plan:\n%s", log.String())
+		}
+	}
+}

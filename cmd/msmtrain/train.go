@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/plan"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/dist"
@@ -43,6 +44,7 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 		"(its checkpoints are discarded); without it such a stage is refused")
 	stopAfter := fs.Int("stop-after", 0, "stop after N optimizer steps of this process as on SIGTERM (checkpoint, exit status 3): "+
 		"a smoke test of resumption and requeueing")
+	ignorePlan := fs.Bool("ignore-plan", false, "train even if msmtrain plan says the run does not fit in GPU memory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,13 +58,46 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	if *restart != "" && !hasStage(cfg, *restart) {
 		return fmt.Errorf("train: --restart-stage %s: the config has no stage of that name", *restart)
 	}
-	return trainConfig(cfg, trainOptions{restartStage: *restart, stopAfter: *stopAfter}, stdout, stderr)
+	return trainConfig(cfg, trainOptions{restartStage: *restart, stopAfter: *stopAfter, ignorePlan: *ignorePlan}, stdout, stderr)
 }
 
 // trainOptions are the train command's flags beyond the config.
 type trainOptions struct {
 	restartStage string
 	stopAfter    int
+	ignorePlan   bool
+}
+
+// checkPlan refuses, on a GPU, a run that msmtrain plan says will not fit in the device's memory, printing the
+// plan; ignore trains anyway (the plan is an estimate, calibrated on CPU, and a warning is printed).
+func checkPlan(cfg *train.Config, dev torch.Device, world int, ignore bool, stderr io.Writer) error {
+	if !dev.IsCUDA() {
+		return nil
+	}
+	mi, err := torch.CUDAMemoryInfo(dev.Index)
+	if err != nil || mi.Total <= 0 {
+		return nil // no figure to plan against
+	}
+	return refuseByPlan(cfg, world, float64(mi.Total)/plan.GiB, ignore, stderr)
+}
+
+// refuseByPlan is checkPlan on GPUs of gib GiB.
+func refuseByPlan(cfg *train.Config, world int, gib float64, ignore bool, stderr io.Writer) error {
+	p, err := planForConfig(cfg, world, gib)
+	if err != nil {
+		fmt.Fprintf(stderr, "warning: msmtrain plan: %v; training without a memory plan\n", err)
+		return nil
+	}
+	if p.Fits() {
+		return nil
+	}
+	p.Format(stderr)
+	if ignore {
+		fmt.Fprintln(stderr, "warning: the run may not fit in GPU memory (above); --ignore-plan: training anyway")
+		return nil
+	}
+	return fmt.Errorf("train: the run does not fit in the %.0f GiB of GPU memory by msmtrain plan (above): shard it "+
+		"(dist.shard = \"full\"), turn on model.checkpointing, lower micro_batch or seq_len, or pass --ignore-plan", gib)
 }
 
 func hasStage(cfg *train.Config, name string) bool {
@@ -120,6 +155,9 @@ func trainConfig(cfg *train.Config, opt trainOptions, stdout, stderr io.Writer) 
 	}
 	torch.SetNumThreads(threads)
 	if err := torch.SetDevice(dev); err != nil {
+		return err
+	}
+	if err := checkPlan(cfg, dev, max(denv.World, 1), opt.ignorePlan, stderr); err != nil {
 		return err
 	}
 	pg, err := dist.Init(denv, cfg.Dist.Backend, dev, time.Duration(cfg.Dist.TimeoutSeconds)*time.Second)
