@@ -90,6 +90,10 @@ func (m *Model) linear(l *linear, x *torch.Tensor) *torch.Tensor {
 	if l.loraA == nil {
 		return y
 	}
+	// The branch's intermediates are freed here, not at the end of the layer (autograd keeps what it needs): on
+	// an adapted projection they are several fp32 tensors of the output's size.
+	s := torch.NewScope()
+	defer s.Close()
 	xl := x
 	if m.lora.Dropout > 0 && torch.GradEnabled() {
 		xl = torch.Dropout(x, m.lora.Dropout, m.gen)
@@ -98,10 +102,12 @@ func (m *Model) linear(l *linear, x *torch.Tensor) *torch.Tensor {
 		xl = xl.To(torch.Float32)
 	}
 	d := torch.Linear(torch.Linear(xl, l.loraA, nil), l.loraB, nil).MulScalar(m.lora.Scale()) // (..., out) fp32
-	if m.opts.DType == torch.Float32 {
-		return y.Add(d)
+	out := y.Add(d)
+	if m.opts.DType != torch.Float32 {
+		out = out.To(m.opts.DType)
 	}
-	return y.Add(d).To(m.opts.DType)
+	s.Keep(out)
+	return out
 }
 
 // Loss returns the sum over positions of weights * cross-entropy(logits, targets) as a float32 scalar; targets

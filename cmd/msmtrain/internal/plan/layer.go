@@ -72,20 +72,18 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 		if !lora(name) {
 			return y
 		}
+		// The branch runs in a scope of its own: only its result outlives it. Autograd keeps the fp32 input and
+		// x A^T; the product with B, its scaling and the fp32 sum are transient.
 		rk := int64(r.LoRA.Rank)
+		o := layerOp{name: name + " lora", out: e * out, saved: 4 * rk, tmp: 3 * 4 * out}
 		if f32 {
 			keep(in) // To(float32) is the input itself
+			o.tmp -= 4 * out // the sum is the result
 		} else {
-			add(layerOp{name: name + " input to fp32", out: 4 * w, kept: true})
+			o.saved += 4 * w
+			o.tmp += 4 * w
 		}
-		add(layerOp{name: name + " lora A", out: 4 * rk, kept: true})
-		add(layerOp{name: name + " lora B", out: 4 * out})
-		add(layerOp{name: name + " lora scale", out: 4 * out})
-		s := add(layerOp{name: name + " sum", out: 4 * out})
-		if f32 {
-			return s
-		}
-		return add(layerOp{name: name + " to " + r.DType, out: e * out})
+		return add(o)
 	}
 	h := norm("input_layernorm", -1, C)
 	q := linear("q_proj", h, C, Hd)
