@@ -77,7 +77,7 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 		rk := int64(r.LoRA.Rank)
 		o := layerOp{name: name + " lora", out: e * out, saved: 4 * rk, tmp: 3 * 4 * out}
 		if f32 {
-			keep(in) // To(float32) is the input itself
+			keep(in)         // To(float32) is the input itself
 			o.tmp -= 4 * out // the sum is the result
 		} else {
 			o.saved += 4 * w
