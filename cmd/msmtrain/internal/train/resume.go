@@ -26,7 +26,8 @@ func (r *stageRun) restore(dir string, st *rundir.CheckpointState) error {
 	for _, p := range r.model.Params() {
 		src, ok := trainable[p.Name]
 		if !ok {
-			return fail(fmt.Errorf("no tensor %q in trainable.safetensors", p.Name))
+			return fail(fmt.Errorf("no tensor %q in trainable.safetensors (a full fine-tuning checkpoint names the "+
+				"sharded units with dist.shard = \"full\", the weights without: resume with the dist.shard it was made with)", p.Name))
 		}
 		if p.Whole > 0 { // a checkpoint holds whole tensors: take this process's slice, of the moments too
 			n := p.Tensor.Numel()
