@@ -23,7 +23,8 @@ import (
 //
 // What is measured: libtorch 1.13's CPU allocator has no cache and no statistics; it allocates with
 // posix_memalign and frees at once. The children run with glibc's mmap threshold fixed at 64 KiB
-// (MALLOC_MMAP_THRESHOLD_, which also turns off its dynamic raising): every tensor above 64 KiB is its own
+// (MALLOC_MMAP_THRESHOLD_, which also turns off its dynamic raising; the trim threshold and top pad at glibc's
+// defaults, overriding the shim's training settings): every tensor above 64 KiB is its own
 // mapping, returned to the system when freed, so the peak RSS follows the peak of live tensors: the quantity
 // CUDA's max_memory_allocated reports, which the plan estimates. One intra-op thread (OMP_NUM_THREADS=1).
 // MSMTRAIN_PLAN_CALIBRATION_DEBUG=1 makes a child print its peak between the forward and backward passes.
@@ -161,7 +162,7 @@ func childPeak(c calibCase) (int64, error) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPlanCalibrationChild$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), calibEnv+"="+string(spec), "OMP_NUM_THREADS=1", "MALLOC_MMAP_THRESHOLD_=65536",
-		"MALLOC_ARENA_MAX=1")
+		"MALLOC_ARENA_MAX=1", "MALLOC_TRIM_THRESHOLD_=131072", "MALLOC_TOP_PAD_=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("child %s: %w\n%s", c.Name, err, out)
