@@ -27,17 +27,29 @@
 // block-diagonal causal attention. One-token documents have no pairs and are
 // skipped (counted).
 //
-// Pack mode places documents in order, each into the first row of the
-// current batch with room for it (first fit); a document that fits no row
-// starts the next batch. A document with more than SeqLen pairs is cut into
-// pieces of SeqLen pairs (the last one shorter); each piece restarts Pos at
-// 0 and is placed like a document, its last target being the next piece's
-// first input. Pad mode puts one document per row, truncated to SeqLen pairs
-// (the cut pairs are counted).
+// Pack mode fills the rows of a batch one after the other from a window:
+// the first Window (default 128) documents of the rank's sequence not yet
+// placed, within the next 2*Window positions. Each row starts with the
+// oldest of them (the head), so none waits long, and is then filled best
+// fit: the document with the most pairs that fits the space left, the
+// earliest on ties, until none fits. A document with more than SeqLen pairs
+// is cut into pieces of SeqLen pairs (the last one shorter), taken only at
+// the head; each piece restarts Pos at 0 and is placed like a document, its
+// last target being the next piece's first input. With Split, a row that no
+// window document fits is topped up with the head's next pairs, cut at the
+// row's end, so rows are full but a document's later piece no longer sees
+// its beginning (its prefix, a chat's prompt); the default does not, as
+// lengths of 300-6,000 tokens already fill 98% of 8,192-token rows
+// (EpochInfo.Fill; fill_test.go measures mixes). Pad mode puts one document
+// per row, truncated to SeqLen pairs (the cut pairs are counted).
 //
 // # Resume
 //
-// State (epoch, step, position in the rank's sequence, pairs already taken
-// from a document cut across batches) is JSON-serializable. New with a State
-// continues exactly where that state was taken, seeking in O(1) reads.
+// State (epoch, step, the window's head position in the rank's sequence,
+// pairs already taken from it, a bitmask of the window documents already
+// placed) is JSON-serializable and well under 1 KiB. New with a State
+// continues exactly where that state was taken: the window is a pure
+// function of it, rebuilt by reading the next 2*Window documents.
+// A pack-mode state saved before windows (first fit, no "window") is
+// refused with an error.
 package loader

@@ -13,7 +13,7 @@ type Mode string
 
 // Modes.
 const (
-	Pack Mode = "pack" // several whole documents per row
+	Pack Mode = "pack" // several documents per row, chosen from a window
 	Pad  Mode = "pad"  // one document per row, truncated and padded
 )
 
@@ -30,6 +30,15 @@ type Config struct {
 	ShuffleBlocks int
 	// Prefetch is the number of batches built ahead (default 2).
 	Prefetch int
+	// Window is the number of upcoming documents pack mode chooses from to
+	// fill a row (default DefaultWindow; 1 packs in order). Ignored in pad
+	// mode.
+	Window int
+	// Split tops up a row that no window document fits by cutting the
+	// oldest one at the row's end (pack mode): rows are full, at the cost of
+	// documents whose second piece no longer sees its beginning. Without it
+	// only documents longer than a row are cut.
+	Split bool
 }
 
 func (c *Config) defaults() {
@@ -44,6 +53,11 @@ func (c *Config) defaults() {
 	}
 	if c.Prefetch == 0 {
 		c.Prefetch = 2
+	}
+	if c.Mode == Pad {
+		c.Window, c.Split = 0, false
+	} else if c.Window == 0 {
+		c.Window = DefaultWindow
 	}
 }
 
@@ -60,6 +74,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("loader: rank %d of world %d", c.Rank, c.World)
 	case c.ShuffleBlocks <= 0 || c.Prefetch < 0:
 		return fmt.Errorf("loader: shuffle_blocks %d, prefetch %d", c.ShuffleBlocks, c.Prefetch)
+	case c.Mode == Pack && (c.Window < 1 || c.Window > MaxWindow):
+		return fmt.Errorf("loader: window %d, want 1 to %d", c.Window, MaxWindow)
 	}
 	return nil
 }
@@ -70,8 +86,12 @@ func (c *Config) Validate() error {
 type State struct {
 	Epoch  int   `json:"epoch"`
 	Step   int   `json:"step"`   // batches this rank yielded in the epoch
-	Pos    int64 `json:"pos"`    // next position in this rank's document sequence
+	Pos    int64 `json:"pos"`    // oldest position in this rank's document sequence not wholly placed
 	Offset int   `json:"offset"` // pairs already taken from the document at Pos
+	// Taken marks the documents after Pos already placed (pack mode): hex
+	// digits of four bits each, bit i (the lowest of digit i/4 first) for
+	// position Pos+1+i, trailing zero digits dropped.
+	Taken string `json:"taken,omitempty"`
 
 	Seed          uint64 `json:"seed"`
 	Rank          int    `json:"rank"`
@@ -80,6 +100,8 @@ type State struct {
 	Rows          int    `json:"rows"`
 	Mode          Mode   `json:"mode"`
 	ShuffleBlocks int    `json:"shuffle_blocks"`
+	Window        int    `json:"window,omitempty"` // pack mode; 0 in a state saved before windows (first-fit)
+	Split         bool   `json:"split,omitempty"`
 }
 
 // Segment records one document piece placed in a batch.
@@ -123,6 +145,10 @@ type EpochInfo struct {
 	FillerBatches int   // all-padding batches this rank yields at the end
 	SkippedDocs   int64 // one-token documents (no pairs)
 	Truncated     int64 // pairs cut by pad mode
+	Tokens        int64 // slots holding a document in this rank's batches
+	// Fill is the fraction of the slots of the epoch's Steps batches, all
+	// ranks together, that hold a document (EmptyRows count as empty).
+	Fill float64
 	// EmptyRows counts the rows of the epoch's Steps batches, all ranks
 	// together, that hold no document (the rest of the last batch, filler
 	// batches): forward and backward passes over padding alone.
@@ -186,14 +212,18 @@ func New(ds *shard.Dataset, cfg Config, from *State) (*Loader, error) {
 func (l *Loader) initial() State {
 	c := l.cfg
 	return State{Seed: c.Seed, Rank: c.Rank, World: c.World, SeqLen: c.SeqLen, Rows: c.Rows, Mode: c.Mode,
-		ShuffleBlocks: c.ShuffleBlocks}
+		ShuffleBlocks: c.ShuffleBlocks, Window: c.Window, Split: c.Split}
 }
 
 // check validates a state against the configuration and the dataset.
 func (l *Loader) check(s State) error {
 	want := l.initial()
 	got := s
-	got.Epoch, got.Step, got.Pos, got.Offset = 0, 0, 0, 0
+	got.Epoch, got.Step, got.Pos, got.Offset, got.Taken = 0, 0, 0, 0, ""
+	if s.Mode == Pack && s.Window == 0 && want.Mode == Pack {
+		return fmt.Errorf("loader: state %+v was saved by the first-fit packer of an earlier version, which this "+
+			"one cannot continue exactly: finish the stage with that version, or start it over", s)
+	}
 	if got != want {
 		return fmt.Errorf("loader: state %+v was saved by another configuration (%+v)", got, want)
 	}
@@ -201,10 +231,21 @@ func (l *Loader) check(s State) error {
 		return fmt.Errorf("loader: negative field in state %+v", s)
 	}
 	c := newCursor(newEpochOrder(l.ds, l.all, s.Seed, s.Epoch, s.ShuffleBlocks), s.Rank, s.World)
-	if n := c.count(); s.Pos > n || (s.Pos == n && s.Offset != 0) {
+	n := c.count()
+	if s.Pos > n || (s.Pos == n && s.Offset != 0) {
 		return fmt.Errorf("loader: state position %d beyond the %d documents of rank %d", s.Pos, n, s.Rank)
 	} else if s.Pos < n && s.Offset > 0 && s.Offset >= c.at(s.Pos).length-1 {
 		return fmt.Errorf("loader: state offset %d beyond document at position %d", s.Offset, s.Pos)
+	}
+	bits, err := decodeTaken(s.Taken)
+	if err != nil {
+		return err
+	}
+	for len(bits) > 0 && !bits[len(bits)-1] {
+		bits = bits[:len(bits)-1]
+	}
+	if len(bits) > 0 && (s.Mode != Pack || int64(len(bits)) >= 2*int64(s.Window) || s.Pos+int64(len(bits)) >= n) {
+		return fmt.Errorf("loader: state taken %q beyond the window at position %d", s.Taken, s.Pos)
 	}
 	return nil
 }
@@ -220,7 +261,7 @@ func (l *Loader) Epoch(epoch int) (EpochInfo, error) {
 	o := newEpochOrder(l.ds, l.all, l.cfg.Seed, epoch, l.cfg.ShuffleBlocks)
 	pk := &packer{cfg: l.cfg}
 	var mine EpochInfo
-	steps, rows := 0, int64(0)
+	steps, rows, tokens := 0, int64(0), int64(0)
 	for r := range l.cfg.World {
 		c := newCursor(o, r, l.cfg.World)
 		var ps packStats
@@ -237,13 +278,17 @@ func (l *Loader) Epoch(epoch int) (EpochInfo, error) {
 		}
 		steps = max(steps, n)
 		rows += ps.rows
+		tokens += ps.tokens
 		if r == l.cfg.Rank {
-			mine = EpochInfo{Steps: n, Docs: c.count(), SkippedDocs: ps.skipped, Truncated: ps.truncated}
+			mine = EpochInfo{Steps: n, Docs: c.count(), SkippedDocs: ps.skipped, Truncated: ps.truncated, Tokens: ps.tokens}
 		}
 	}
 	mine.FillerBatches = steps - mine.Steps
 	mine.Steps = steps
 	mine.EmptyRows = int64(steps)*int64(l.cfg.Rows)*int64(l.cfg.World) - rows
+	if steps > 0 {
+		mine.Fill = float64(tokens) / (float64(steps) * float64(l.cfg.Rows) * float64(l.cfg.World) * float64(l.cfg.SeqLen))
+	}
 	l.epochs[epoch] = mine
 	return mine, nil
 }
@@ -277,7 +322,7 @@ func (g *gen) next(s State) (*Batch, error) {
 		return nil, err
 	}
 	if s.Step >= info.Steps {
-		s.Epoch, s.Step, s.Pos, s.Offset = s.Epoch+1, 0, 0, 0
+		s.Epoch, s.Step, s.Pos, s.Offset, s.Taken = s.Epoch+1, 0, 0, 0, ""
 		if _, err := g.l.Epoch(s.Epoch); err != nil {
 			return nil, err
 		}

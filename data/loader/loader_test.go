@@ -110,14 +110,18 @@ func checkBatch(t *testing.T, b *Batch, docs []refDoc) {
 
 func TestEpochCoverage(t *testing.T) {
 	ds, docs := makeDataset(t, 400, 2, 300, 700, 20000)
-	for _, mode := range []Mode{Pack, Pad} {
+	for _, mode := range []Mode{Pack, Pad, "split"} {
 		for _, world := range []int{1, 2, 3} {
 			for _, T := range []int{64, 256} {
 				t.Run(fmt.Sprintf("%s/world%d/T%d", mode, world, T), func(t *testing.T) {
+					mode, split := mode, mode == "split"
+					if split {
+						mode = Pack
+					}
 					pieces := make([][]Segment, len(docs))
 					steps := -1
 					for rank := range world {
-						cfg := Config{SeqLen: T, Rows: 4, Mode: mode, Seed: 5, Rank: rank, World: world}
+						cfg := Config{SeqLen: T, Rows: 4, Mode: mode, Seed: 5, Rank: rank, World: world, Split: split, Window: 8}
 						l := newLoader(t, ds, cfg, nil)
 						n := l.StepsPerEpoch(0)
 						if steps >= 0 && n != steps {
@@ -151,7 +155,7 @@ func TestEpochCoverage(t *testing.T) {
 						}
 						off := 0
 						for _, s := range ps {
-							if s.Offset != off || (s.Len != T && off+s.Len != pairs) {
+							if s.Offset != off || (!split && s.Len != T && off+s.Len != pairs) {
 								t.Fatalf("doc %d (%d pairs): pieces %+v", i, pairs, ps)
 							}
 							off += s.Len
@@ -178,8 +182,11 @@ func TestResume(t *testing.T) {
 		{SeqLen: 64, Rows: 3, Mode: Pack, Seed: 1, Rank: 1, World: 2},
 		{SeqLen: 128, Rows: 2, Mode: Pad, Seed: 2, Rank: 0, World: 3},
 		{SeqLen: 32, Rows: 1, Mode: Pack, Seed: 3, World: 1, ShuffleBlocks: 2},
+		{SeqLen: 64, Rows: 2, Mode: Pack, Seed: 4, World: 1, Window: 5, Split: true},
+		{SeqLen: 256, Rows: 3, Mode: Pack, Seed: 5, Rank: 2, World: 3, Window: 1},
+		{SeqLen: 128, Rows: 2, Mode: Pack, Seed: 6, World: 1, Window: 40, ShuffleBlocks: 1},
 	} {
-		t.Run(fmt.Sprintf("%s-T%d-world%d", cfg.Mode, cfg.SeqLen, cfg.World), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-T%d-world%d-window%d-split%v", cfg.Mode, cfg.SeqLen, cfg.World, cfg.Window, cfg.Split), func(t *testing.T) {
 			l := newLoader(t, ds, cfg, nil)
 			total := l.StepsPerEpoch(0) + l.StepsPerEpoch(1) + 5 // crosses two epoch ends
 			var ref []*Batch
@@ -301,6 +308,11 @@ func TestStateChecks(t *testing.T) {
 		"past the end":   func(s *State) { s.Pos = 1 << 40 },
 		"negative step":  func(s *State) { s.Step = -1 },
 		"offset too big": func(s *State) { s.Offset = 1 << 20 },
+		"first-fit":      func(s *State) { s.Window = 0 },
+		"other window":   func(s *State) { s.Window = 3 },
+		"split":          func(s *State) { s.Split = true },
+		"taken not hex":  func(s *State) { s.Taken = "x" },
+		"taken too far":  func(s *State) { s.Taken = "0000000000000000000000000000000000000000000000000000000000000000001" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := good

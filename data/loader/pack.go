@@ -75,83 +75,112 @@ type packStats struct {
 	skipped   int64 // one-token documents
 	truncated int64 // pairs cut in pad mode
 	rows      int64 // rows holding a document
+	tokens    int64 // slots holding a document
 }
 
 // packer fills one batch; the same code sizes epochs (out == nil) and
 // builds batches, so the two always agree.
 type packer struct {
-	cfg  Config
-	fill []int   // pairs used per row
-	segs []int32 // documents placed per row
+	cfg Config
+	w   window // pack mode
 }
 
 // build places documents from st into one batch. It returns the state after
 // the batch and whether anything was placed (false: the rank's share of the
 // epoch is exhausted).
 func (pk *packer) build(c *cursor, st State, out *Batch, ps *packStats) (State, bool, error) {
-	T, B := pk.cfg.SeqLen, pk.cfg.Rows
-	pk.fill = append(pk.fill[:0], make([]int, B)...)
-	pk.segs = append(pk.segs[:0], make([]int32, B)...)
+	if pk.cfg.Mode == Pad {
+		return pk.buildPad(c, st, out, ps)
+	}
+	T, w := pk.cfg.SeqLen, &pk.w
+	if !w.at(c, st) {
+		if err := w.reset(c, st, pk.cfg.Window, out != nil); err != nil {
+			return st, false, err
+		}
+	}
+	placed := false
+	for row := range pk.cfg.Rows {
+		fill, id := 0, int32(0)
+		for fill < T {
+			if err := w.normalize(ps); err != nil {
+				return st, placed, err
+			}
+			if len(w.ents) == 0 {
+				break
+			}
+			// Each row starts with the oldest document not yet placed, so
+			// none waits for long; best fit fills the rest.
+			i, take := 0, w.head(T)
+			if fill > 0 {
+				if i, take = w.bestFit(T-fill, T); i < 0 {
+					if !pk.cfg.Split {
+						break
+					}
+					i, take = 0, T-fill
+				}
+			}
+			if out != nil {
+				e := &w.ents[i]
+				off := 0
+				if i == 0 {
+					off = w.off
+				}
+				id++
+				copyDoc(e.tokens, e.mask, e.global, off, take, row, fill, id, out)
+			}
+			w.take(i, take)
+			fill += take
+			placed = true
+		}
+		if fill > 0 {
+			ps.rows++
+			ps.tokens += int64(fill)
+		}
+	}
+	if err := w.normalize(ps); err != nil {
+		return st, placed, err
+	}
+	next := w.state(st)
+	w.last = next
+	return next, placed, nil
+}
+
+// buildPad puts one document per row, in order, truncated to SeqLen pairs.
+func (pk *packer) buildPad(c *cursor, st State, out *Batch, ps *packStats) (State, bool, error) {
 	n := c.count()
-	placed, rowsUsed := false, 0
+	row := 0
 	for st.Pos < n {
 		d := c.at(st.Pos)
 		pairs := d.length - 1
 		if pairs <= 0 {
-			st.Pos, st.Offset = st.Pos+1, 0
+			st.Pos++
 			ps.skipped++
 			continue
 		}
-		take := min(pairs-st.Offset, T)
-		row := -1
-		if pk.cfg.Mode == Pad {
-			if rowsUsed < B {
-				row = rowsUsed
-			}
-		} else {
-			for r := range B {
-				if pk.fill[r]+take <= T {
-					row = r
-					break
-				}
-			}
-		}
-		if row < 0 {
+		if row == pk.cfg.Rows {
 			break
 		}
+		st.Pos++
+		take := min(pairs, pk.cfg.SeqLen)
 		if out != nil {
-			if err := pk.copyDoc(c, d, st.Offset, take, row, out); err != nil {
-				return st, placed, err
+			tokens, mask, err := c.content(d)
+			if err != nil {
+				return st, row > 0, err
 			}
+			copyDoc(tokens, mask, d.global, 0, take, row, 0, 1, out)
 		}
-		placed = true
-		pk.fill[row] += take
-		pk.segs[row]++
-		if pk.cfg.Mode == Pad {
-			rowsUsed++
-			ps.truncated += int64(pairs - take)
-			st.Pos, st.Offset = st.Pos+1, 0
-		} else if st.Offset += take; st.Offset >= pairs {
-			st.Pos, st.Offset = st.Pos+1, 0
-		}
+		ps.truncated += int64(pairs - take)
+		ps.rows++
+		ps.tokens += int64(take)
+		row++
 	}
-	for _, f := range pk.fill {
-		if f > 0 {
-			ps.rows++
-		}
-	}
-	return st, placed, nil
+	return st, row > 0, nil
 }
 
-// copyDoc writes pairs [off, off+take) of document d into row at its fill.
-func (pk *packer) copyDoc(c *cursor, d docRef, off, take, row int, out *Batch) error {
-	tokens, mask, err := c.content(d)
-	if err != nil {
-		return err
-	}
-	start := pk.fill[row]
-	base := row*pk.cfg.SeqLen + start
-	id := pk.segs[row] + 1
+// copyDoc writes pairs [off, off+take) of a document into row at slot
+// start, as the row's document id.
+func copyDoc(tokens []int32, mask []bool, global int64, off, take, row, start int, id int32, out *Batch) {
+	base := row*out.SeqLen + start
 	in := out.Input[base : base+take]
 	tg := out.Target[base : base+take]
 	w := out.Weight[base : base+take]
@@ -172,6 +201,5 @@ func (pk *packer) copyDoc(c *cursor, d docRef, off, take, row int, out *Batch) e
 	}
 	out.Tokens += take
 	out.Trained += trained
-	out.Segments = append(out.Segments, Segment{Row: row, Start: start, Len: take, Doc: d.global, Offset: off})
-	return nil
+	out.Segments = append(out.Segments, Segment{Row: row, Start: start, Len: take, Doc: global, Offset: off})
 }
