@@ -79,6 +79,9 @@ type TrainConfig struct {
 	optim.AdamWConfig         // weight_decay, beta1, beta2, eps
 	ClipNorm          float64 `toml:"clip_grad_norm"` // 0: no clipping
 	NonFinite         string  `toml:"nonfinite"`      // "skip" the step or "stop" with a checkpoint
+
+	// PackSplit (pack mode) cuts a document to top up a row that no waiting document fits (loader.Config.Split).
+	PackSplit bool `toml:"pack_split,omitempty"`
 }
 
 // EvalConfig sets held-out evaluation during training.

@@ -56,7 +56,8 @@ func newStageRun(cfg *Config, idx int, model Model, env Env, hash string, data *
 	if t.Mode == "pad" {
 		mode = loader.Pad
 	}
-	lcfg := loader.Config{SeqLen: t.SeqLen, Rows: t.MicroBatch, Mode: mode, Seed: cfg.Seed + uint64(idx), Rank: rank, World: world}
+	lcfg := loader.Config{SeqLen: t.SeqLen, Rows: t.MicroBatch, Mode: mode, Seed: cfg.Seed + uint64(idx), Rank: rank, World: world,
+		Split: t.PackSplit}
 	// The stage's data is cut into one stream per micro-batch of a step, all processes together (virtual ranks,
 	// world x accum of them): process p reads streams p*accum .. p*accum+accum-1. A step's batches are therefore
 	// the same however many processes share them, and a checkpoint (one loader state per stream) resumes on any
