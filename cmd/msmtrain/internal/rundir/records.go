@@ -54,6 +54,7 @@ type TrainRecord struct {
 	GradNorm   Float   `json:"grad_norm"` // before clipping; null if not finite
 	Tokens     int64   `json:"tokens"`    // non-padding tokens processed in the stage so far (all processes)
 	Trained    int64   `json:"trained_tokens"`
+	Fill       float64 `json:"fill"` // the step's slots holding a document (all processes), over all its slots
 	TokensPerS float64 `json:"tokens_per_s"`
 	MFU        float64 `json:"mfu"` // 0 when the device's peak is unknown
 	MemBytes   int64   `json:"mem_bytes"`

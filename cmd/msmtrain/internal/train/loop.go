@@ -124,6 +124,7 @@ func (r *stageRun) record(res stepResult, dt float64) error {
 	}
 	rec := rundir.TrainRecord{Kind: rundir.KindTrain, Stage: r.st.Name, Step: r.step, Loss: rundir.Float(res.loss),
 		LR: res.lr, GradNorm: rundir.Float(res.gradNorm), Tokens: r.counters.Tokens, Trained: r.counters.Trained,
+		Fill:       float64(res.tokens) / float64(r.accum*r.world*r.st.Train.MicroBatch*r.st.Train.SeqLen),
 		TokensPerS: float64(res.tokens) / dt, MemBytes: memBytes(r.env.Device), Skipped: res.nonFinite,
 		Time: time.Now().UTC().Format(time.RFC3339)}
 	if r.peakFLOPS > 0 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/torch"
 )
 
@@ -63,5 +64,34 @@ func TestNonFinite(t *testing.T) {
 	cks, _ := os.ReadDir(filepath.Join(out, "checkpoints"))
 	if len(cks) != 1 || !strings.HasSuffix(cks[0].Name(), "step00000002") {
 		t.Fatalf("checkpoints after the stop: %v", cks)
+	}
+}
+
+// TestFillRecorded: each step's record carries its packing efficiency, the step's non-padding tokens over its
+// slots.
+func TestFillRecorded(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	out := filepath.Join(dir, "run")
+	if err := runEnv(t, testConfig(dir, out, "steps = 4\nglobal_batch = 4"), Env{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(rundir.Dir(out).Metrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := rundir.ReadMetrics(f, "metrics.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := map[string]int64{}
+	slots := map[string]float64{"msm": 4 * 32, "aft": 4 * 160}
+	for _, r := range m.Train {
+		want := float64(r.Tokens-prev[r.Stage]) / slots[r.Stage]
+		prev[r.Stage] = r.Tokens
+		if r.Fill <= 0 || r.Fill > 1 || math.Abs(r.Fill-want) > 1e-12 {
+			t.Fatalf("%s step %d: fill %v, want %v", r.Stage, r.Step, r.Fill, want)
+		}
 	}
 }

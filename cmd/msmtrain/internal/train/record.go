@@ -40,7 +40,7 @@ func (r *recorder) train(rec rundir.TrainRecord) error {
 		return err
 	}
 	ss := []scalar{{"train/loss", float64(rec.Loss)}, {"train/lr", rec.LR}, {"train/grad_norm", float64(rec.GradNorm)},
-		{"train/tokens_per_s", rec.TokensPerS}, {"train/tokens", float64(rec.Tokens)},
+		{"train/tokens_per_s", rec.TokensPerS}, {"train/tokens", float64(rec.Tokens)}, {"train/fill", rec.Fill},
 		{"train/mem_gib", float64(rec.MemBytes) / (1 << 30)}}
 	if rec.MFU > 0 {
 		ss = append(ss, scalar{"train/mfu", rec.MFU})
