@@ -169,8 +169,12 @@ func (r *stageRun) trainStep() (stepResult, error) {
 		return res, nil // nothing to learn from (all padding): no update
 	}
 	inv := 1 / counts[1]
-	lossSum := 0.0
 	dev := r.env.Device
+	// The micro-batches' losses are summed on the device (float64) and read once per step: reading each would
+	// make the host wait for the device after every micro-batch.
+	step := torch.NewScope()
+	defer step.Close()
+	var total *torch.Tensor
 	for _, b := range batches {
 		s := torch.NewScope()
 		in := heldout.BatchTensors(b, dev)
@@ -179,12 +183,17 @@ func (r *stageRun) trainStep() (stepResult, error) {
 			s.Close()
 			return res, err
 		}
-		v, err := loss.Item()
-		s.Close()
-		if err != nil {
-			return res, err
+		l := loss.Detach().To(torch.Float64)
+		if total != nil {
+			l = total.Add(l)
 		}
-		lossSum += v
+		s.Keep(l)
+		s.Close()
+		total = l
+	}
+	lossSum, err := total.Item()
+	if err != nil {
+		return res, err
 	}
 	params := r.opt.Tensors()
 	replicated, sharded := r.splitSharded(params)
