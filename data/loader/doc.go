@@ -33,13 +33,14 @@
 // oldest of them (the head), so none waits long, and is then filled best
 // fit: the document with the most pairs that fits the space left, the
 // earliest on ties, until none fits. A document with more than SeqLen pairs
-// is cut into pieces of SeqLen pairs (the last one shorter), taken only at
-// the head; each piece restarts Pos at 0 and is placed like a document, its
-// last target being the next piece's first input. With Split, a row that no
-// window document fits is topped up with the head's next pairs, cut at the
-// row's end, so rows are full but a document's later piece no longer sees
-// its beginning (its prefix, a chat's prompt); the default does not, as
-// lengths of 300-6,000 tokens already fill 98% of 8,192-token rows
+// is cut in any case: it is taken only at the head, and when nothing fits a
+// row's space it tops the row up, cut at the row's end, then fills whole
+// rows; each piece restarts Pos at 0 and is placed like a document, its last
+// target being the next piece's first input. With Split, a row that no
+// window document fits is topped up with the head's next pairs even when
+// the head would fit a row, so rows are full but a document's later piece no
+// longer sees its beginning (its prefix, a chat's prompt); the default does
+// not, as lengths of 300-6,000 tokens already fill 98% of 8,192-token rows
 // (EpochInfo.Fill; fill_test.go measures mixes). Pad mode puts one document
 // per row, truncated to SeqLen pairs (the cut pairs are counted).
 //

@@ -37,7 +37,7 @@ type Config struct {
 	// Split tops up a row that no window document fits by cutting the
 	// oldest one at the row's end (pack mode): rows are full, at the cost of
 	// documents whose second piece no longer sees its beginning. Without it
-	// only documents longer than a row are cut.
+	// only documents longer than a row are cut (also to top a row up).
 	Split bool
 }
 

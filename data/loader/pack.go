@@ -113,7 +113,9 @@ func (pk *packer) build(c *cursor, st State, out *Batch, ps *packStats) (State, 
 			i, take := 0, w.head(T)
 			if fill > 0 {
 				if i, take = w.bestFit(T-fill, T); i < 0 {
-					if !pk.cfg.Split {
+					// Nothing fits: top the row up with the head's next pairs if splitting is on, or if the
+					// head is longer than a row anyway (it is cut wherever it starts).
+					if !pk.cfg.Split && w.ents[0].pairs-w.off <= T {
 						break
 					}
 					i, take = 0, T-fill

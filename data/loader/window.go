@@ -119,7 +119,7 @@ func (w *window) head(seqLen int) int { return min(w.ents[0].pairs-w.off, seqLen
 
 // bestFit returns the window document with the most pairs that fit in
 // space, the earliest on ties, or -1. Documents longer than a row are
-// taken only from the head, one row-long piece at a time.
+// taken only from the head (see packer.buildPack).
 func (w *window) bestFit(space, seqLen int) (int, int) {
 	best, size, seen := -1, 0, 0
 	for i := range w.ents {
