@@ -15,8 +15,28 @@ const WorkerEnv = "MSM_DIST_WORKER"
 
 // StartWorkers runs this test binary's test named worker as world processes that can join a process group over
 // loopback (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT and WorkerEnv set, env added), and fails unless each exits
-// 0 and prints "WORKER OK" within two minutes. It returns what each printed.
+// 0 and prints "WORKER OK" within two minutes. It returns what each printed. The port is one the system just gave
+// out; if another process took it before rank 0 listened, the workers run again on another.
 func StartWorkers(t *testing.T, worker string, world int, env ...string) []string {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		printed, failures := startWorkers(t, worker, world, env)
+		if len(failures) == 0 {
+			return printed
+		}
+		if attempt < 3 && strings.Contains(strings.ToLower(strings.Join(printed, "")), "address already in use") {
+			t.Logf("the port was taken; running the workers again")
+			continue
+		}
+		for _, f := range failures {
+			t.Error(f)
+		}
+		return printed
+	}
+}
+
+// startWorkers runs the workers once and returns what each printed and a message per failed one.
+func startWorkers(t *testing.T, worker string, world int, env []string) ([]string, []string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,16 +57,19 @@ func StartWorkers(t *testing.T, worker string, world int, env ...string) []strin
 		}
 		cmds = append(cmds, cmd)
 	}
+	var failures []string
 	for r, cmd := range cmds {
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
 		case err := <-done:
 			if err != nil || !strings.Contains(outs[r].String(), "WORKER OK") {
-				t.Errorf("rank %d: %v\n%s", r, err, outs[r])
+				failures = append(failures, fmt.Sprintf("rank %d: %v\n%s", r, err, outs[r]))
 			}
 		case <-time.After(2 * time.Minute):
-			cmd.Process.Kill()
+			for _, c := range cmds {
+				c.Process.Kill()
+			}
 			t.Fatalf("rank %d timed out\n%s", r, outs[r])
 		}
 	}
@@ -54,7 +77,7 @@ func StartWorkers(t *testing.T, worker string, world int, env ...string) []strin
 	for r, o := range outs {
 		printed[r] = o.String()
 	}
-	return printed
+	return printed, failures
 }
 
 // IsWorker reports whether this process is one that StartWorkers started.
