@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-
-	"github.com/BurntSushi/toml"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/plan"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
@@ -115,49 +112,17 @@ func planModel(cfg *train.Config) (plan.Model, string, error) {
 	return m, "model.init", nil
 }
 
-// readPlanConfig decodes a training config as train.Load does (the same schema and defaults, [stages.train]
-// over [train], --set overrides, unknown keys refused), without the checks of files a plan does not need: the
-// data, the tokenizer, the checkpoint's weights (model.path needs only its config.json).
+// readPlanConfig decodes a training config as train.Load does (train.Decode: the same schema, defaults and --set),
+// without the checks of files a plan does not need: the data, the tokenizer, the checkpoint's weights
+// (model.path needs only its config.json).
 func readPlanConfig(path string, sets []string) (*train.Config, error) {
 	text, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
-	var doc map[string]any
-	if _, err := toml.Decode(string(text), &doc); err != nil {
-		return nil, fmt.Errorf("plan: %s: %w", path, err)
-	}
-	for _, s := range sets {
-		if err := setDoc(doc, s); err != nil {
-			return nil, fmt.Errorf("plan: %s: --set %s: %w", path, s, err)
-		}
-	}
-	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(doc); err != nil {
-		return nil, fmt.Errorf("plan: %s: %w", path, err)
-	}
-	c := train.Default()
-	md, err := toml.Decode(buf.String(), &c)
+	c, err := train.Decode(text, path, sets)
 	if err != nil {
-		return nil, fmt.Errorf("plan: %s: %w", path, err)
-	}
-	for i := range c.Stages {
-		st := &c.Stages[i]
-		st.Train = c.Train
-		if err := md.PrimitiveDecode(st.TrainOverrides, &st.Train); err != nil {
-			return nil, fmt.Errorf("plan: %s: stage %q: train: %w", path, st.Name, err)
-		}
-	}
-	var unknown []string
-	for _, k := range md.Undecoded() {
-		switch {
-		case len(k) > 2 && k[0] == "model" && k[1] == "init": // a config.json-like table, taken whole
-		default:
-			unknown = append(unknown, k.String())
-		}
-	}
-	if len(unknown) > 0 {
-		return nil, fmt.Errorf("plan: %s: unknown key %s", path, strings.Join(unknown, ", "))
+		return nil, fmt.Errorf("plan: %w", err)
 	}
 	if len(c.Model.Path) == 0 && len(c.Model.Init) == 0 {
 		return nil, fmt.Errorf("plan: %s: set model.path (a directory with the model's config.json) or model.init", path)
@@ -167,51 +132,7 @@ func readPlanConfig(path string, sets []string) (*train.Config, error) {
 	default:
 		return nil, fmt.Errorf("plan: %s: dist.shard = %q: want none or full", path, c.Dist.Shard)
 	}
-	return &c, nil
-}
-
-// setDoc applies one --set "a.b=value" ("stages.NAME.a=value" for a stage) to a decoded config, as training's
-// --set does: the value is TOML, or a string when it does not parse.
-func setDoc(doc map[string]any, s string) error {
-	k, v, ok := strings.Cut(s, "=")
-	path := strings.Split(strings.TrimSpace(k), ".")
-	if !ok || path[0] == "" {
-		return fmt.Errorf("want section.key=value")
-	}
-	var probe map[string]any
-	if _, err := toml.Decode("x = "+strings.TrimSpace(v), &probe); err != nil {
-		probe = map[string]any{"x": strings.TrimSpace(v)}
-	}
-	t := doc
-	if path[0] == "stages" {
-		if len(path) < 3 {
-			return fmt.Errorf("name a stage and its key: stages.NAME.key=value")
-		}
-		t = nil
-		stages, _ := doc["stages"].([]map[string]any)
-		for _, st := range stages {
-			if st["name"] == path[1] {
-				t = st
-			}
-		}
-		if t == nil {
-			return fmt.Errorf("no stage is named %s", strconv.Quote(path[1]))
-		}
-		path = path[2:]
-	}
-	for _, p := range path[:len(path)-1] {
-		next, ok := t[p].(map[string]any)
-		if !ok {
-			if _, exists := t[p]; exists {
-				return fmt.Errorf("%s is not a table", p)
-			}
-			next = map[string]any{}
-			t[p] = next
-		}
-		t = next
-	}
-	t[path[len(path)-1]] = probe["x"]
-	return nil
+	return c, nil
 }
 
 // launchWorld is the number of processes of the launch this command runs in (torchrun's WORLD_SIZE, Slurm's
