@@ -166,7 +166,7 @@ func TestEvalMCInput(t *testing.T) {
 }
 
 // TestModelFlags: --dtype and --device are checked before any work, naming the flag and what it accepts
-// (float16 used to end in libtorch's "addmm_impl_cpu_ not implemented for 'Half'").
+// (float16 used to end in a libtorch error from its CPU addmm kernel, which lacks the 'Half' type).
 func TestModelFlags(t *testing.T) {
 	model, _ := tinyModelDir(t)
 	dir := t.TempDir()

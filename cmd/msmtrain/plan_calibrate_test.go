@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -110,10 +111,13 @@ const calibEnv = "MSMTRAIN_PLAN_CALIBRATION_CASE"
 // bound (the figures of this machine are within 11%; see the log with -v).
 func TestPlanCalibration(t *testing.T) {
 	if os.Getenv(calibEnv) != "" {
-		t.Skip("a child of TestPlanCalibration")
+		t.Skip("this process is a child that TestPlanCalibration started (" + calibEnv + " is set)")
 	}
 	if testing.Short() {
-		t.Skip("-short: trains small models in child processes")
+		t.Skip("skipped under -short: it trains 16 small models in child processes (~25 s)")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("needs Linux: it measures peak resident memory through /proc/self/status and /proc/self/clear_refs")
 	}
 	for _, c := range calibCases() {
 		t.Run(c.Name, func(t *testing.T) {
@@ -183,7 +187,7 @@ func childPeak(c calibCase) (int64, error) {
 func TestPlanCalibrationChild(t *testing.T) {
 	spec := os.Getenv(calibEnv)
 	if spec == "" {
-		t.Skip("run by TestPlanCalibration")
+		t.Skip("runs only as a child process of TestPlanCalibration, which sets " + calibEnv)
 	}
 	var c calibCase
 	if err := json.Unmarshal([]byte(spec), &c); err != nil {
@@ -198,7 +202,7 @@ func TestPlanCalibrationChild(t *testing.T) {
 	}
 	base, err := residentKiB("VmRSS:")
 	if err != nil {
-		t.Skip(err) // not Linux
+		t.Fatalf("reading the resident memory from /proc/self/status: %v", err)
 	}
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 		t.Fatalf("resetting the peak resident memory: %v", err)

@@ -49,7 +49,7 @@ func (f modelFlags) check() (torch.Device, torch.DType, error) {
 }
 
 // modelDType parses the dtype of model weights: float32 or bfloat16, as model.dtype in a training config. float16
-// is refused: libtorch's CPU build has no float16 matrix multiply ("addmm_impl_cpu_ not implemented for 'Half'"),
+// is refused: libtorch's CPU build has no float16 matrix multiply (its addmm kernel lacks the 'Half' type),
 // and the models are trained and tested in float32 and bfloat16 only.
 func modelDType(s string) (torch.DType, error) {
 	switch strings.ToLower(s) {

@@ -87,7 +87,7 @@ func TestRunLockSIGKILL(t *testing.T) {
 func TestLockHolder(t *testing.T) {
 	dir := os.Getenv("MSM_LOCK_HOLDER")
 	if dir == "" {
-		t.Skip("runs only as a child process of TestRunLockSIGKILL")
+		t.Skip("runs only as a child process of TestRunLockSIGKILL, which sets MSM_LOCK_HOLDER")
 	}
 	if _, err := LockRun(dir, nil); err != nil {
 		t.Fatal(err)
