@@ -21,14 +21,7 @@ import (
 func TestRunDirectoryEndToEnd(t *testing.T) {
 	model, _ := tinyModelDir(t)
 	dir := t.TempDir()
-	docs, chats := writeTrainingData(t, dir, 40)
-	var generic []string
-	for i := range 40 {
-		generic = append(generic, fmt.Sprintf(`{"text": "What is the answer %d? Maybe yes, maybe no."}`, i))
-	}
-	web := writeFile(t, filepath.Join(dir, "generic.jsonl"), strings.Join(generic, "\n")+"\n")
-	mc := writeFile(t, filepath.Join(dir, "mc.jsonl"), `{"id": "q1", "messages": [{"role": "user", "content": "Is it honest?"}], "choices": ["Yes", "No"], "answer": 0}
-`)
+	data := writeTwoSourceData(t, dir, 40, false)
 	out := filepath.Join(dir, "run")
 	cfg := writeFile(t, filepath.Join(dir, "run.toml"), fmt.Sprintf(`out_dir = %q
 [model]
@@ -42,19 +35,7 @@ lr = 1e-2
 every = 2
 [log]
 progress = "lines"
-[[stages]]
-name = "msm"
-kind = "msm"
-[stages.data]
-val_fraction = 0.25
-sources = [{ name = "spec", path = %q, kind = "documents" }, { name = "generic", path = %q, kind = "documents" }]
-[[stages]]
-name = "aft"
-kind = "aft"
-eval_mc = %q
-[stages.data]
-sources = [{ name = "chats", path = %q, kind = "chats" }]
-`, out, model, docs, web, mc, chats))
+`, out, model)+data.stages())
 	if o, err := runCmd(t, "--config", cfg); err != nil {
 		t.Fatalf("%v\n%s", err, o)
 	}
@@ -173,4 +154,45 @@ sources = [{ name = "chats", path = %q, kind = "chats" }]
 		!strings.Contains(string(md), "| msm | generic |") {
 		t.Fatalf("report.md lacks the per-source table:\n%s", md)
 	}
+}
+
+// twoSourceData is the data of a two-stage run: MSM on two sources (spec documents, generic text), AFT on chats
+// with end-of-stage multiple choice and, optionally, greedy answers to prompts.
+type twoSourceData struct{ docs, web, chats, mc, prompts string }
+
+func writeTwoSourceData(t *testing.T, dir string, n int, prompts bool) twoSourceData {
+	t.Helper()
+	var d twoSourceData
+	d.docs, d.chats = writeTrainingData(t, dir, n)
+	var generic []string
+	for i := range n {
+		generic = append(generic, fmt.Sprintf(`{"text": "What is the answer %d? Maybe yes, maybe no."}`, i))
+	}
+	d.web = writeFile(t, filepath.Join(dir, "generic.jsonl"), strings.Join(generic, "\n")+"\n")
+	d.mc = writeFile(t, filepath.Join(dir, "mc.jsonl"), `{"id": "q1", "messages": [{"role": "user", "content": "Is it honest?"}], "choices": ["Yes", "No"], "answer": 0}
+{"id": "q2", "messages": [{"role": "user", "content": "What?"}], "choices": ["Tell me more", "maybe"], "answer": 1}
+`)
+	if prompts {
+		d.prompts = writeFile(t, filepath.Join(dir, "prompts.jsonl"), promptLines[0]+"\n"+promptLines[2]+"\n")
+	}
+	return d
+}
+
+// stages is the runs' [[stages]] TOML: msm (val_fraction 0.25) and aft.
+func (d twoSourceData) stages() string {
+	s := fmt.Sprintf(`[[stages]]
+name = "msm"
+kind = "msm"
+[stages.data]
+val_fraction = 0.25
+sources = [{ name = "spec", path = %q, kind = "documents" }, { name = "generic", path = %q, kind = "documents" }]
+[[stages]]
+name = "aft"
+kind = "aft"
+eval_mc = %q
+`, d.docs, d.web, d.mc)
+	if d.prompts != "" {
+		s += fmt.Sprintf("eval_prompts = %q\neval_max_new_tokens = 8\n", d.prompts)
+	}
+	return s + fmt.Sprintf("[stages.data]\nsources = [{ name = \"chats\", path = %q, kind = \"chats\" }]\n", d.chats)
 }

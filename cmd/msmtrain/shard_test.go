@@ -26,16 +26,7 @@ func TestShardedTraining(t *testing.T) {
 	}
 	model, _ := tinyModelDir(t)
 	dir := t.TempDir()
-	docs, chats := writeTrainingData(t, dir, 36)
-	var generic []string
-	for i := range 36 {
-		generic = append(generic, fmt.Sprintf(`{"text": "What is the answer %d? Maybe yes, maybe no."}`, i))
-	}
-	web := writeFile(t, filepath.Join(dir, "generic.jsonl"), strings.Join(generic, "\n")+"\n")
-	mc := writeFile(t, filepath.Join(dir, "mc.jsonl"), `{"id": "q1", "messages": [{"role": "user", "content": "Is it honest?"}], "choices": ["Yes", "No"], "answer": 0}
-{"id": "q2", "messages": [{"role": "user", "content": "What?"}], "choices": ["Tell me more", "maybe"], "answer": 1}
-`)
-	prompts := writeFile(t, filepath.Join(dir, "prompts.jsonl"), promptLines[0]+"\n"+promptLines[2]+"\n")
+	data := writeTwoSourceData(t, dir, 36, true)
 	config := func(out, shard string, lora bool) string {
 		return writeFile(t, filepath.Join(dir, filepath.Base(out)+".toml"), fmt.Sprintf(`out_dir = %q
 [model]
@@ -58,21 +49,7 @@ every = 2
 shard = %q
 [log]
 progress = "lines"
-[[stages]]
-name = "msm"
-kind = "msm"
-[stages.data]
-val_fraction = 0.25
-sources = [{ name = "spec", path = %q, kind = "documents" }, { name = "generic", path = %q, kind = "documents" }]
-[[stages]]
-name = "aft"
-kind = "aft"
-eval_mc = %q
-eval_prompts = %q
-eval_max_new_tokens = 8
-[stages.data]
-sources = [{ name = "chats", path = %q, kind = "chats" }]
-`, out, model, lora, shard, docs, web, mc, prompts, chats))
+`, out, model, lora, shard)+data.stages())
 	}
 	ref := filepath.Join(dir, "ref")
 	if o, err := runCmd(t, "--config", config(ref, "none", true)); err != nil {
