@@ -38,6 +38,8 @@ type stageRun struct {
 	stepsHere int // steps run by this process (for Env.StopAfter)
 
 	flopsPerToken, peakFLOPS float64 // for MFU: the model's training FLOPs per token; the device's peak (0: unknown)
+
+	replicated, sharded []*torch.Tensor // the optimizer's tensors, by kind (splitSharded)
 }
 
 // loop runs the stage's optimizer steps from r.step to r.total, with the evaluations and checkpoints the config
@@ -232,15 +234,17 @@ func (r *stageRun) trainStep() (stepResult, error) {
 }
 
 // splitSharded splits the optimizer's tensors into replicated ones and this process's slices of sharded ones
-// (optim.Param.Whole).
+// (optim.Param.Whole), once per stage: the optimizer's tensors do not change within it.
 func (r *stageRun) splitSharded(ts []*torch.Tensor) (replicated, sharded []*torch.Tensor) {
-	ps := r.model.Params()
-	for i, t := range ts {
-		if i < len(ps) && ps[i].Whole > 0 {
-			sharded = append(sharded, t)
-		} else {
-			replicated = append(replicated, t)
+	if r.replicated == nil && r.sharded == nil {
+		ps := r.model.Params()
+		for i, t := range ts {
+			if i < len(ps) && ps[i].Whole > 0 {
+				r.sharded = append(r.sharded, t)
+			} else {
+				r.replicated = append(r.replicated, t)
+			}
 		}
 	}
-	return replicated, sharded
+	return r.replicated, r.sharded
 }
