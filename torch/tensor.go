@@ -411,6 +411,7 @@ func (t *Tensor) String() string {
 // Bytes returns a copy of the tensor's elements as little-endian bytes in its own dtype (moved to the CPU and
 // made contiguous as needed).
 func (t *Tensor) Bytes() ([]byte, error) {
+	hostReads.Add(1)
 	i, err := t.Info()
 	if err != nil {
 		return nil, err
@@ -461,6 +462,14 @@ func (t *Tensor) Int32s() ([]int32, error) { return values[int32](t, Int32) }
 // Bools returns the elements converted to bool.
 func (t *Tensor) Bools() ([]bool, error) { return values[bool](t, Bool) }
 
+// hostReads counts the calls that bring tensor values to the host (Bytes and all that use it, Item, the
+// gradient norms): on a GPU each makes the host wait for the device.
+var hostReads atomic.Int64
+
+// HostReads returns how many times tensor values have been read to the host so far (by any thread): a test's
+// measure of device synchronisations, which on a GPU leave the device idle while the host catches up.
+func HostReads() int64 { return hostReads.Load() }
+
 // Item returns the value of a one-element tensor.
 func (t *Tensor) Item() (float64, error) {
 	if t == nil {
@@ -469,6 +478,7 @@ func (t *Tensor) Item() (float64, error) {
 	if t.err != nil {
 		return 0, t.err
 	}
+	hostReads.Add(1)
 	var v C.double
 	if err := check("item", C.msm_item(t.h, &v)); err != nil {
 		return 0, err

@@ -53,6 +53,7 @@ func GradNorm(params []*Tensor) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	hostReads.Add(1)
 	var out C.double
 	err = check("grad_norm", C.msm_grad_norm(&ps[0], C.int(len(ps)), &out))
 	return float64(out), err
@@ -68,6 +69,7 @@ func ClipGradNorm(params []*Tensor, maxNorm float64) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	hostReads.Add(1)
 	var out C.double
 	err = check("clip_grad_norm", C.msm_clip_grad_norm(&ps[0], C.int(len(ps)), C.double(maxNorm), &out))
 	return float64(out), err

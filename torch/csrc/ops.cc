@@ -169,6 +169,12 @@ std::vector<at::Tensor> run(int op, const Args &a) {
       auto &x = a.t(0);
       auto dt = a.i(0) < 0 ? x.scalar_type() : msm::dtype(static_cast<int>(a.i(0)));
       auto dev = a.i(1) < 0 ? x.device() : msm::device(static_cast<int>(a.i(1)), static_cast<int>(a.i(2)));
+      // Small host -> CUDA copies (a step's batch) go from page-locked memory without waiting: a pageable copy
+      // makes the host wait for all the work queued on the device before it. The caching host allocator keeps
+      // the pinned block until the copy has run, so the source may be freed at once. Large ones (weights being
+      // loaded) stay pageable: the allocator would keep their pinned blocks for the life of the process.
+      if (x.device().is_cpu() && dev.is_cuda() && x.numel() * x.element_size() <= (int64_t(64) << 20))
+        return {x.to(dt).pin_memory().to(dev, dt, /*non_blocking=*/true)};
       return {x.to(dev, dt)};
     }
     case OP_CLONE: return {a.t(0).clone()};

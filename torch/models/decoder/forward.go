@@ -115,10 +115,17 @@ func (m *Model) linear(l *linear, x *torch.Tensor) *torch.Tensor {
 // projected onto the vocabulary, in chunks of Options.LossChunk logits, each recomputed in backward, so the full
 // fp32 logits of long rows never exist at once. The caller divides by its global token count.
 func (m *Model) Loss(ids, pos, seg, targets, weights *torch.Tensor) *torch.Tensor {
+	return m.LossAt(ids, pos, seg, targets, weights, nil)
+}
+
+// LossAt is Loss given the flat indices (row-major over targets) of the positions with a target, which the caller
+// knows on the host (the loader does): without them they are read from targets, a device-to-host copy that on a
+// GPU makes the host wait for all the work queued before it.
+func (m *Model) LossAt(ids, pos, seg, targets, weights *torch.Tensor, rows []int64) *torch.Tensor {
 	s := torch.NewScope()
 	defer s.Close()
 	h := m.hidden(ids, pos, seg, nil) // (B, T, C)
-	loss := m.headLoss(h, targets, weights, false)
+	loss := m.headLoss(h, targets, weights, rows, false)
 	s.Keep(loss)
 	return loss
 }
@@ -131,15 +138,16 @@ func (m *Model) LogProbs(ids, pos, seg, targets *torch.Tensor) *torch.Tensor {
 		s := torch.NewScope()
 		defer s.Close()
 		h := m.hidden(ids, pos, seg, nil) // (B, T, C)
-		out = m.headLoss(h, targets, nil, true).Neg().View(targets.Shape()...)
+		out = m.headLoss(h, targets, nil, nil, true).Neg().View(targets.Shape()...)
 		s.Keep(out)
 	})
 	return out
 }
 
 // headLoss projects h (B, T, C) onto the vocabulary chunk by chunk and returns the weighted CE sum (perToken:
-// the per-position CE (B*T), zero where ignored).
-func (m *Model) headLoss(h, targets, weights *torch.Tensor, perToken bool) *torch.Tensor {
+// the per-position CE (B*T), zero where ignored). valid are the flat indices of the positions with a target, nil:
+// read from targets.
+func (m *Model) headLoss(h, targets, weights *torch.Tensor, valid []int64, perToken bool) *torch.Tensor {
 	C, V := int64(m.Config.HiddenSize), int64(m.Config.VocabSize)
 	hf := h.Reshape(-1, C)    // (N, C)
 	tf := targets.Reshape(-1) // (N)
@@ -170,9 +178,12 @@ func (m *Model) headLoss(h, targets, weights *torch.Tensor, perToken bool) *torc
 		return torch.Cat(parts, 0) // (N)
 	}
 	// Keep only positions that have a target: AFT masks most of each row.
-	idx, err := validRows(tf)
-	if err != nil {
-		return torch.Errorf("decoder: loss targets: %w", err)
+	idx := valid
+	if idx == nil {
+		var err error
+		if idx, err = validRows(tf); err != nil {
+			return torch.Errorf("decoder: loss targets: %w", err)
+		}
 	}
 	if len(idx) == 0 {
 		z := hf.SumAll()

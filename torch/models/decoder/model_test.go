@@ -458,3 +458,72 @@ func dropTensor(t testing.TB, d, name string, shape []int64) {
 		x.Free()
 	}
 }
+
+// TestLossAtReadsNothing: given the positions with a target (as the trainer has them from the loader), a training
+// forward and backward reads nothing back to the host (on a GPU each read makes the host wait for the device) and
+// gives the loss and gradients of Loss, which finds the positions by reading the targets. Full and LoRA, with and
+// without checkpointing, the loss in several chunks.
+func TestLossAtReadsNothing(t *testing.T) {
+	b := packedBatch(64, 5)
+	var rows []int64
+	for i, x := range b.targets {
+		if x != -100 {
+			rows = append(rows, int64(i))
+		}
+	}
+	for _, lora := range []bool{false, true} {
+		for _, ck := range []bool{false, true} {
+			o := Options{DType: torch.Float32, Seed: 2, Checkpoint: ck, LossChunk: 64 * 4}
+			if lora {
+				o.LoRA = &LoRAConfig{Rank: 2, Alpha: 4, Targets: AllProjections}
+			}
+			var losses []float64
+			var grads [][][]float32
+			for _, at := range []bool{false, true} {
+				m, err := New(tinyConfigs()["qwen3"], o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				randomize(t, m, 3)
+				s := torch.NewScope()
+				ids, pos, seg, tgt, w := b.tensors(torch.CPU)
+				before := torch.HostReads()
+				var loss *torch.Tensor
+				if at {
+					loss = m.LossAt(ids, pos, seg, tgt, w, rows)
+				} else {
+					loss = m.Loss(ids, pos, seg, tgt, w)
+				}
+				if err := loss.Backward(nil); err != nil {
+					t.Fatal(err)
+				}
+				reads := torch.HostReads() - before
+				if at && reads != 0 {
+					t.Errorf("lora %v checkpointing %v: LossAt + backward read to the host %d times", lora, ck, reads)
+				}
+				if !at && reads == 0 {
+					t.Errorf("lora %v checkpointing %v: Loss read nothing: the read count does not see the targets' copy", lora, ck)
+				}
+				l, _ := loss.Item()
+				losses = append(losses, l)
+				var gs [][]float32
+				for _, p := range m.Params() {
+					g, err := p.Tensor.Grad().Float32s()
+					if err != nil {
+						t.Fatalf("%s: %v", p.Name, err)
+					}
+					gs = append(gs, g)
+				}
+				grads = append(grads, gs)
+				s.Close()
+				m.Free()
+			}
+			if losses[0] != losses[1] {
+				t.Errorf("lora %v checkpointing %v: loss %v (Loss) vs %v (LossAt)", lora, ck, losses[0], losses[1])
+			}
+			for i := range grads[0] {
+				closeTo(t, "grad", grads[0][i], grads[1][i], 0)
+			}
+		}
+	}
+}

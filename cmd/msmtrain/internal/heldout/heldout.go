@@ -13,14 +13,19 @@ import (
 )
 
 // Model is what the loss needs: the sum over positions of weight * cross-entropy for packed rows (targets < 0
-// ignored), as decoder.Model and train.Model have it.
+// ignored; rows: the flat indices of the positions with a target, as Tensors.Rows), as decoder.Model and
+// train.Model have it.
 type Model interface {
-	Loss(ids, pos, seg, targets, weights *torch.Tensor) *torch.Tensor
+	LossAt(ids, pos, seg, targets, weights *torch.Tensor, rows []int64) *torch.Tensor
 }
 
 // Tensors is a loader batch on a device as (B, T) tensors: int64 ids, positions, segment ids and targets, and
-// float32 weights.
-type Tensors struct{ IDs, Pos, Seg, Targets, Weights *torch.Tensor }
+// float32 weights; Rows are the flat (row-major) indices of the positions with a target, from the host's copy,
+// so that the loss need not read the targets back from the device.
+type Tensors struct {
+	IDs, Pos, Seg, Targets, Weights *torch.Tensor
+	Rows                            []int64
+}
 
 // BatchTensors puts b on dev. The tensors belong to the current scope.
 func BatchTensors(b *loader.Batch, dev torch.Device) Tensors {
@@ -28,8 +33,14 @@ func BatchTensors(b *loader.Batch, dev torch.Device) Tensors {
 	i64 := func(v []int32) *torch.Tensor {
 		return torch.FromInt32s(v, shape...).To(torch.Int64).ToDevice(dev)
 	}
+	rows := make([]int64, 0, b.Trained)
+	for i, t := range b.Target {
+		if t != loader.IgnoreIndex {
+			rows = append(rows, int64(i))
+		}
+	}
 	return Tensors{IDs: i64(b.Input), Pos: i64(b.Pos), Seg: i64(b.DocID), Targets: i64(b.Target),
-		Weights: torch.FromFloat32s(b.Weight, shape...).ToDevice(dev)}
+		Weights: torch.FromFloat32s(b.Weight, shape...).ToDevice(dev), Rows: rows}
 }
 
 // Sums are the summed loss (nats) and the count of trained tokens of held-out batches, per source of a dataset.
@@ -93,7 +104,7 @@ func (s *Sums) Add(m Model, dev torch.Device, b *loader.Batch, ds *shard.Dataset
 	in := BatchTensors(b, dev)
 	for _, p := range parts {
 		w := torch.FromFloat32s(p.weight, int64(b.Rows), int64(b.SeqLen)).ToDevice(dev)
-		v, err := m.Loss(in.IDs, in.Pos, in.Seg, in.Targets, w).Item()
+		v, err := m.LossAt(in.IDs, in.Pos, in.Seg, in.Targets, w, in.Rows).Item()
 		if err != nil {
 			return err
 		}

@@ -36,7 +36,7 @@ func newBigram(vocab int64, seed uint64) *bigram {
 	return &bigram{emb: mk(vocab, 16), out: mk(vocab, 16), vocab: vocab}
 }
 
-func (m *bigram) Loss(ids, pos, seg, targets, weights *torch.Tensor) *torch.Tensor {
+func (m *bigram) LossAt(ids, pos, seg, targets, weights *torch.Tensor, rows []int64) *torch.Tensor {
 	logits := torch.Linear(torch.Embedding(m.emb, ids), m.out, nil).Reshape(-1, m.vocab)
 	return torch.CrossEntropy(logits, targets.Reshape(-1), weights.Reshape(-1), -100, torch.ReduceSum)
 }

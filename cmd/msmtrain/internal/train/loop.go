@@ -180,7 +180,7 @@ func (r *stageRun) trainStep() (stepResult, error) {
 	for _, b := range batches {
 		s := torch.NewScope()
 		in := heldout.BatchTensors(b, dev)
-		loss := r.model.Loss(in.IDs, in.Pos, in.Seg, in.Targets, in.Weights)
+		loss := r.model.LossAt(in.IDs, in.Pos, in.Seg, in.Targets, in.Weights, in.Rows)
 		if err := loss.MulScalar(inv).Backward(nil); err != nil {
 			s.Close()
 			return res, err

@@ -8,8 +8,9 @@ import (
 
 // Model is what a stage trains. The decoder models implement it (see model.go).
 type Model interface {
-	// Loss returns the sum over positions of weight * cross-entropy (targets < 0 ignored) for packed rows.
-	Loss(ids, pos, seg, targets, weights *torch.Tensor) *torch.Tensor
+	// LossAt returns the sum over positions of weight * cross-entropy (targets < 0 ignored) for packed rows;
+	// rows are the flat indices of the positions with a target (heldout.Tensors.Rows).
+	LossAt(ids, pos, seg, targets, weights *torch.Tensor, rows []int64) *torch.Tensor
 	// Params are the trainable tensors with stable names.
 	Params() []optim.Param
 	// FLOPsPerToken is the training cost of one token at seqLen, for MFU.

@@ -282,9 +282,9 @@ func TestWorker(t *testing.T) {
 // slowModel sleeps in each loss so that a test can kill a run at a chosen step.
 type slowModel struct{ *bigram }
 
-func (m slowModel) Loss(ids, pos, seg, targets, weights *torch.Tensor) *torch.Tensor {
+func (m slowModel) LossAt(ids, pos, seg, targets, weights *torch.Tensor, rows []int64) *torch.Tensor {
 	time.Sleep(20 * time.Millisecond)
-	return m.bigram.Loss(ids, pos, seg, targets, weights)
+	return m.bigram.LossAt(ids, pos, seg, targets, weights, rows)
 }
 
 func worker(t *testing.T, cfgPath string, env ...string) *exec.Cmd {
@@ -578,4 +578,54 @@ func TestPreparedDataset(t *testing.T) {
 		t.Fatalf("dataset of another tokenizer: %v", err)
 	}
 	t.Logf("refused: %v", err)
+}
+
+// readCounter records, at each training forward (grad enabled), how many tensor values had been read to the host
+// so far (torch.HostReads).
+type readCounter struct {
+	*bigram
+	at *[]int64
+}
+
+func (m readCounter) LossAt(ids, pos, seg, targets, weights *torch.Tensor, rows []int64) *torch.Tensor {
+	if torch.GradEnabled() {
+		*m.at = append(*m.at, torch.HostReads())
+	}
+	return m.bigram.LossAt(ids, pos, seg, targets, weights, rows)
+}
+
+// TestNoHostReadsBetweenMicroBatches: within a step the trainer reads nothing back from the device between one
+// micro-batch's forward and the next (on a GPU each read idles the device); the loss is read once per step.
+func TestNoHostReadsBetweenMicroBatches(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	out := filepath.Join(dir, "run")
+	text := testConfig(dir, out, "mode = \"pad\"\nsteps = 3\nglobal_batch = 8\nmicro_batch = 2\n")
+	text = strings.Replace(text, "micro_batch = 2\n", "", 1)
+	cfg, err := Parse([]byte(text), "test.toml", []string{"stages.aft.train.steps=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at []int64
+	build := func(cfg *Config, dev torch.Device) (Model, error) {
+		return readCounter{newBigram(512, cfg.Seed), &at}, nil
+	}
+	if err := Run(context.Background(), cfg, Env{Out: io.Discard, Err: io.Discard, Dist: dist.Env{World: 1},
+		Device: torch.CPU, Build: build}); err != nil {
+		t.Fatal(err)
+	}
+	const accum = 4
+	if len(at) != 4*accum {
+		t.Fatalf("%d training forwards, want %d (4 steps of %d micro-batches)", len(at), 4*accum, accum)
+	}
+	for i := 0; i < len(at); i += accum {
+		for k := 1; k < accum; k++ {
+			if d := at[i+k] - at[i+k-1]; d != 0 {
+				t.Errorf("step %d: %d host reads between micro-batch %d and %d", i/accum+1, d, k, k+1)
+			}
+		}
+		if i > 0 {
+			t.Logf("step %d: %d host reads between steps (loss, counts, gradient norm, records)", i/accum, at[i]-at[i-1])
+		}
+	}
 }
