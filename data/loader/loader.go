@@ -39,6 +39,10 @@ type Config struct {
 	// documents whose second piece no longer sees its beginning. Without it
 	// only documents longer than a row are cut (also to top a row up).
 	Split bool
+	// Examples, when positive, makes each batch hold exactly this many
+	// documents (the stream's next ones), packed into as many rows as they
+	// need: Rows no longer applies (see examples.go). Pack mode only.
+	Examples int
 }
 
 func (c *Config) defaults() {
@@ -54,7 +58,7 @@ func (c *Config) defaults() {
 	if c.Prefetch == 0 {
 		c.Prefetch = 2
 	}
-	if c.Mode == Pad {
+	if c.Mode == Pad || c.Examples > 0 {
 		c.Window, c.Split = 0, false
 	} else if c.Window == 0 {
 		c.Window = DefaultWindow
@@ -74,7 +78,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("loader: rank %d of world %d", c.Rank, c.World)
 	case c.ShuffleBlocks <= 0 || c.Prefetch < 0:
 		return fmt.Errorf("loader: shuffle_blocks %d, prefetch %d", c.ShuffleBlocks, c.Prefetch)
-	case c.Mode == Pack && (c.Window < 1 || c.Window > MaxWindow):
+	case c.Examples < 0 || (c.Examples > 0 && c.Mode != Pack):
+		return fmt.Errorf("loader: examples %d in mode %q: want a positive count in pack mode, or 0", c.Examples, c.Mode)
+	case c.Mode == Pack && c.Examples == 0 && (c.Window < 1 || c.Window > MaxWindow):
 		return fmt.Errorf("loader: window %d, want 1 to %d", c.Window, MaxWindow)
 	}
 	return nil
@@ -102,6 +108,7 @@ type State struct {
 	ShuffleBlocks int    `json:"shuffle_blocks"`
 	Window        int    `json:"window,omitempty"` // pack mode; 0 in a state saved before windows (first-fit)
 	Split         bool   `json:"split,omitempty"`
+	Examples      int    `json:"examples,omitempty"`
 }
 
 // Segment records one document piece placed in a batch.
@@ -212,7 +219,7 @@ func New(ds *shard.Dataset, cfg Config, from *State) (*Loader, error) {
 func (l *Loader) initial() State {
 	c := l.cfg
 	return State{Seed: c.Seed, Rank: c.Rank, World: c.World, SeqLen: c.SeqLen, Rows: c.Rows, Mode: c.Mode,
-		ShuffleBlocks: c.ShuffleBlocks, Window: c.Window, Split: c.Split}
+		ShuffleBlocks: c.ShuffleBlocks, Window: c.Window, Split: c.Split, Examples: c.Examples}
 }
 
 // check validates a state against the configuration and the dataset.
@@ -220,7 +227,7 @@ func (l *Loader) check(s State) error {
 	want := l.initial()
 	got := s
 	got.Epoch, got.Step, got.Pos, got.Offset, got.Taken = 0, 0, 0, 0, ""
-	if s.Mode == Pack && s.Window == 0 && want.Mode == Pack {
+	if s.Mode == Pack && s.Window == 0 && s.Examples == 0 && want.Mode == Pack && want.Examples == 0 {
 		return fmt.Errorf("loader: state %+v was saved by the first-fit packer of an earlier version, which this "+
 			"one cannot continue exactly: finish the stage with that version, or start it over", s)
 	}
@@ -262,6 +269,7 @@ func (l *Loader) Epoch(epoch int) (EpochInfo, error) {
 	pk := &packer{cfg: l.cfg}
 	var mine EpochInfo
 	steps, rows, tokens := 0, int64(0), int64(0)
+	perRank := make([]int, l.cfg.World) // batches with documents
 	for r := range l.cfg.World {
 		c := newCursor(o, r, l.cfg.World)
 		var ps packStats
@@ -277,6 +285,7 @@ func (l *Loader) Epoch(epoch int) (EpochInfo, error) {
 			st, n = next, n+1
 		}
 		steps = max(steps, n)
+		perRank[r] = n
 		rows += ps.rows
 		tokens += ps.tokens
 		if r == l.cfg.Rank {
@@ -285,9 +294,17 @@ func (l *Loader) Epoch(epoch int) (EpochInfo, error) {
 	}
 	mine.FillerBatches = steps - mine.Steps
 	mine.Steps = steps
-	mine.EmptyRows = int64(steps)*int64(l.cfg.Rows)*int64(l.cfg.World) - rows
+	fillers := int64(0)
+	for _, n := range perRank {
+		fillers += int64(steps - n)
+	}
+	slots := int64(steps) * int64(l.cfg.Rows) * int64(l.cfg.World)
+	if l.cfg.Examples > 0 { // rows vary: a filler batch has one row
+		slots = rows + fillers
+	}
+	mine.EmptyRows = slots - rows
 	if steps > 0 {
-		mine.Fill = float64(tokens) / (float64(steps) * float64(l.cfg.Rows) * float64(l.cfg.World) * float64(l.cfg.SeqLen))
+		mine.Fill = float64(tokens) / (float64(slots) * float64(l.cfg.SeqLen))
 	}
 	l.epochs[epoch] = mine
 	return mine, nil
@@ -330,13 +347,16 @@ func (g *gen) next(s State) (*Batch, error) {
 	if g.c == nil || g.c.o.epoch != s.Epoch {
 		g.c = newCursor(newEpochOrder(g.l.ds, g.l.all, s.Seed, s.Epoch, s.ShuffleBlocks), s.Rank, s.World)
 	}
-	b := newBatch(g.l.cfg.Rows, g.l.cfg.SeqLen)
-	b.Epoch, b.Step = s.Epoch, s.Step
+	b := &Batch{} // sized by examples mode
+	if g.l.cfg.Examples == 0 {
+		b = newBatch(g.l.cfg.Rows, g.l.cfg.SeqLen)
+	}
 	var ps packStats
-	next, placed, err := g.pk.build(g.c, s, b, &ps)
+	next, placed, err := g.pk.build(g.c, s, b, &ps) // examples mode resizes b
 	if err != nil {
 		return nil, err
 	}
+	b.Epoch, b.Step = s.Epoch, s.Step
 	b.Filler = !placed
 	next.Step = s.Step + 1
 	b.Next = next

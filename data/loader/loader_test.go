@@ -190,8 +190,9 @@ func TestResume(t *testing.T) {
 		{SeqLen: 64, Rows: 2, Mode: Pack, Seed: 4, World: 1, Window: 5, Split: true},
 		{SeqLen: 256, Rows: 3, Mode: Pack, Seed: 5, Rank: 2, World: 3, Window: 1},
 		{SeqLen: 128, Rows: 2, Mode: Pack, Seed: 6, World: 1, Window: 40, ShuffleBlocks: 1},
+		{SeqLen: 64, Rows: 2, Mode: Pack, Seed: 7, Rank: 1, World: 2, Examples: 5, ShuffleBlocks: 2},
 	} {
-		t.Run(fmt.Sprintf("%s-T%d-world%d-window%d-split%v", cfg.Mode, cfg.SeqLen, cfg.World, cfg.Window, cfg.Split), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s-T%d-world%d-window%d-split%v-examples%d", cfg.Mode, cfg.SeqLen, cfg.World, cfg.Window, cfg.Split, cfg.Examples), func(t *testing.T) {
 			l := newLoader(t, ds, cfg, nil)
 			total := l.StepsPerEpoch(0) + l.StepsPerEpoch(1) + 5 // crosses two epoch ends
 			var ref []*Batch

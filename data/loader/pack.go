@@ -92,6 +92,9 @@ func (pk *packer) build(c *cursor, st State, out *Batch, ps *packStats) (State, 
 	if pk.cfg.Mode == Pad {
 		return pk.buildPad(c, st, out, ps)
 	}
+	if pk.cfg.Examples > 0 {
+		return pk.buildExamples(c, st, out, ps)
+	}
 	T, w := pk.cfg.SeqLen, &pk.w
 	if !w.at(c, st) {
 		if err := w.reset(c, st, pk.cfg.Window, out != nil); err != nil {
