@@ -81,6 +81,17 @@ progress = "lines"
 		testenv.StartWorkers(t, "TestShardedTrainingWorker", c.world, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--set dist.shard="+c.shard)
 		compareRuns(t, ref, out)
 	}
+	// The batch in examples (each process packs its share of a step's examples into as many rows as they need):
+	// 2 sharded processes run as many forward passes as each other (padding rows where one has fewer) and train
+	// the same steps as one unsharded process.
+	sets := "--set train.mode=pack --set train.global_batch=0 --set train.global_batch_examples=6"
+	exRef := filepath.Join(dir, "examples-ref")
+	if o, err := runCmd(t, append([]string{"--config", config(exRef, "none", true)}, strings.Fields(sets)...)...); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	exOut := filepath.Join(dir, "examples-sharded")
+	testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+config(exOut, "full", true), "MSM_SHARD_ARGS="+sets)
+	compareRuns(t, exRef, exOut)
 	// Full fine-tuning: the trained weights and their AdamW moments sharded (gradients reduce-scattered), the same
 	// run as one unsharded process, also when stopped by 2 processes and resumed by 3.
 	fullRef := filepath.Join(dir, "full-ref")

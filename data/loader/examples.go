@@ -91,6 +91,14 @@ func (pk *packer) buildExamples(c *cursor, st State, out *Batch, ps *packStats) 
 	return st, true, nil
 }
 
+// Padding returns a batch of rows padding rows: a forward pass that trains nothing, for a process that must
+// take part in as many (collective) passes as the others.
+func Padding(rows, seqLen int) *Batch {
+	b := newBatch(rows, seqLen)
+	b.Filler = true
+	return b
+}
+
 // Slice returns rows [lo, hi) of b as a batch of their own (sharing b's slices): a forward pass over part of a
 // batch whose rows are more than one pass may take (examples mode).
 func (b *Batch) Slice(lo, hi int) *Batch {

@@ -160,6 +160,9 @@ type EpochInfo struct {
 	// together, that hold no document (the rest of the last batch, filler
 	// batches): forward and backward passes over padding alone.
 	EmptyRows int64
+	// Rows counts all the rows of the epoch's Steps batches, all ranks
+	// together (in examples mode they vary per batch).
+	Rows int64
 }
 
 // ErrEmpty reports a dataset with nothing to train.
@@ -303,6 +306,7 @@ func (l *Loader) Epoch(epoch int) (EpochInfo, error) {
 		slots = rows + fillers
 	}
 	mine.EmptyRows = slots - rows
+	mine.Rows = slots
 	if steps > 0 {
 		mine.Fill = float64(tokens) / (float64(slots) * float64(l.cfg.SeqLen))
 	}

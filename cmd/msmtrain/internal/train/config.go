@@ -69,7 +69,11 @@ type TrainConfig struct {
 	MicroBatch  int `toml:"micro_batch"`  // rows per forward/backward on one process
 	GlobalBatch int `toml:"global_batch"` // rows per optimizer step over all processes (0: micro_batch x world)
 	// GlobalBatchTokens sets global_batch as a token count instead (global_batch = this / seq_len).
-	GlobalBatchTokens int     `toml:"global_batch_tokens"`
+	GlobalBatchTokens int `toml:"global_batch_tokens"`
+	// GlobalBatchExamples sets the batch as a number of examples (documents, chats) per optimizer step instead:
+	// each process packs its share into as many rows as they need (a number that varies per step) and runs them
+	// micro_batch rows per forward pass. The loss stays normalised per trained token.
+	GlobalBatchExamples int     `toml:"global_batch_examples"`
 	Mode              string  `toml:"mode"`   // "pack" (documents packed into rows) or "pad" (one example per row)
 	Epochs            float64 `toml:"epochs"` // passes over the data (used when steps is 0)
 	Steps             int     `toml:"steps"`  // optimizer steps (overrides epochs)
@@ -210,6 +214,26 @@ func decode(text string) (*Config, error) {
 		if err := md.PrimitiveDecode(st.TrainOverrides, &st.Train); err != nil {
 			return nil, fmt.Errorf("stage %q: train: %w", st.Name, err)
 		}
+		// a stage that gives its batch size one way drops the size [train] gives another way
+		var bs struct {
+			Rows     *int `toml:"global_batch"`
+			Tokens   *int `toml:"global_batch_tokens"`
+			Examples *int `toml:"global_batch_examples"`
+		}
+		if err := md.PrimitiveDecode(st.TrainOverrides, &bs); err != nil {
+			return nil, fmt.Errorf("stage %q: train: %w", st.Name, err)
+		}
+		if bs.Rows != nil || bs.Tokens != nil || bs.Examples != nil {
+			if bs.Rows == nil {
+				st.Train.GlobalBatch = 0
+			}
+			if bs.Tokens == nil {
+				st.Train.GlobalBatchTokens = 0
+			}
+			if bs.Examples == nil {
+				st.Train.GlobalBatchExamples = 0
+			}
+		}
 	}
 	var keys []string
 	for _, k := range md.Undecoded() {
@@ -253,8 +277,15 @@ func (c *Config) ChatTemplate() (string, error) {
 	return f, nil
 }
 
-// accumulation returns the micro-batches per optimizer step on each of world processes.
+// accumulation returns the micro-batches per optimizer step on each of world processes (in examples mode, one
+// batch of a varying number of rows).
 func (t TrainConfig) accumulation(world int) (int, error) {
+	if e := t.GlobalBatchExamples; e > 0 {
+		if e%world != 0 {
+			return 0, fmt.Errorf("train.global_batch_examples = %d is not a multiple of the %d processes", e, world)
+		}
+		return 1, nil
+	}
 	rows := t.GlobalBatch
 	if t.GlobalBatchTokens > 0 {
 		rows = t.GlobalBatchTokens / t.SeqLen

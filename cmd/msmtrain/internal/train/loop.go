@@ -126,7 +126,7 @@ func (r *stageRun) record(res stepResult, dt float64) error {
 	}
 	rec := rundir.TrainRecord{Kind: rundir.KindTrain, Stage: r.st.Name, Step: r.step, Loss: rundir.Float(res.loss),
 		LR: res.lr, GradNorm: rundir.Float(res.gradNorm), Tokens: r.counters.Tokens, Trained: r.counters.Trained,
-		Fill:       float64(res.tokens) / float64(r.accum*r.world*r.st.Train.MicroBatch*r.st.Train.SeqLen),
+		Fill:       float64(res.tokens) / float64(res.rows*int64(r.st.Train.SeqLen)),
 		TokensPerS: float64(res.tokens) / dt, MemBytes: memBytes(r.env.Device), Skipped: res.nonFinite,
 		Time: time.Now().UTC().Format(time.RFC3339)}
 	if r.peakFLOPS > 0 {
@@ -142,29 +142,50 @@ func (r *stageRun) record(res stepResult, dt float64) error {
 type stepResult struct {
 	loss, lr, gradNorm float64
 	tokens, trained    int64
+	rows               int64 // rows of the step's batches, all processes
 	nonFinite          bool
 }
 
 // trainStep runs one optimizer step: accum micro-batches per process, loss normalised by the global count of
-// trained target tokens, gradients summed across processes, clipping, AdamW.
+// trained target tokens, gradients summed across processes, clipping, AdamW. A batch of more rows than
+// micro_batch (examples mode) runs in passes of micro_batch rows.
 func (r *stageRun) trainStep() (stepResult, error) {
 	var res stepResult
 	batches := make([]*loader.Batch, 0, r.accum)
-	var tokens, trained int64
+	var tokens, trained, rows int64
+	mb := r.st.Train.MicroBatch
 	for i := 0; i < r.accum; i++ {
 		b, err := r.lds[i].Next()
 		if err != nil {
 			return res, err
 		}
-		batches = append(batches, b)
 		tokens += int64(b.Tokens)
 		trained += int64(b.Trained)
+		rows += int64(b.Rows)
+		if b.Rows <= mb {
+			batches = append(batches, b)
+			continue
+		}
+		for lo := 0; lo < b.Rows; lo += mb {
+			batches = append(batches, b.Slice(lo, min(lo+mb, b.Rows)))
+		}
 	}
-	counts, err := r.allSum([]float64{float64(tokens), float64(trained)})
+	counts, err := r.allSum([]float64{float64(tokens), float64(trained), float64(rows)})
 	if err != nil {
 		return res, err
 	}
-	res.tokens, res.trained = int64(counts[0]), int64(counts[1])
+	if r.st.Train.GlobalBatchExamples > 0 && r.world > 1 {
+		// The processes' rows differ in examples mode, but a forward pass over sharded weights is a collective:
+		// every process runs as many passes as the one with the most, the extra ones over a padding row.
+		most, err := r.allReduce([]float64{float64(len(batches))}, torch.ReduceOpMax)
+		if err != nil {
+			return res, err
+		}
+		for len(batches) < int(most[0]) {
+			batches = append(batches, loader.Padding(1, r.st.Train.SeqLen))
+		}
+	}
+	res.tokens, res.trained, res.rows = int64(counts[0]), int64(counts[1]), int64(counts[2])
 	res.lr = r.sched.LR(r.step)
 	if res.trained == 0 {
 		res.nonFinite = false

@@ -57,7 +57,7 @@ func newStageRun(cfg *Config, idx int, model Model, env Env, hash string, data *
 		mode = loader.Pad
 	}
 	lcfg := loader.Config{SeqLen: t.SeqLen, Rows: t.MicroBatch, Mode: mode, Seed: cfg.Seed + uint64(idx), Rank: rank, World: world,
-		Split: t.PackSplit}
+		Split: t.PackSplit, Examples: t.GlobalBatchExamples / world}
 	// The stage's data is cut into one stream per micro-batch of a step, all processes together (virtual ranks,
 	// world x accum of them): process p reads streams p*accum .. p*accum+accum-1. A step's batches are therefore
 	// the same however many processes share them, and a checkpoint (one loader state per stream) resumes on any
@@ -87,8 +87,10 @@ func newStageRun(cfg *Config, idx int, model Model, env Env, hash string, data *
 	if rank == 0 {
 		warn = env.Err
 	}
-	if err := checkPadding(st, data.train, r.lds[0], streams, world, warn); err != nil {
-		return fail(err)
+	if t.GlobalBatchExamples == 0 { // examples mode has no padding rows but the last batches' of an epoch
+		if err := checkPadding(st, data.train, r.lds[0], streams, world, warn); err != nil {
+			return fail(err)
+		}
 	}
 	r.total = t.Steps
 	if r.total == 0 {
@@ -116,8 +118,16 @@ func newStageRun(cfg *Config, idx int, model Model, env Env, hash string, data *
 		if resume != nil {
 			what = fmt.Sprintf("resuming at step %d", r.step)
 		}
-		fmt.Fprintf(env.Out, "stage %s (%s): %s; %d steps of %d x %d rows x %d tokens (%d micro-batches/step/process, %d processes), lr %g\n",
-			st.Name, st.Kind, what, r.total, accum*world, t.MicroBatch, t.SeqLen, accum, world, t.LR)
+		if t.GlobalBatchExamples > 0 {
+			info, _ := r.lds[0].Epoch(0)
+			fmt.Fprintf(env.Out, "stage %s (%s): %s; %d steps of %d examples packed in rows of %d tokens (epoch 0: %.1f "+
+				"rows/step, fill %.3f; %d rows per forward pass, %d processes), lr %g\n", st.Name, st.Kind, what, r.total,
+				t.GlobalBatchExamples, t.SeqLen, float64(info.Rows)/float64(max(info.Steps, 1)), info.Fill, t.MicroBatch,
+				world, t.LR)
+		} else {
+			fmt.Fprintf(env.Out, "stage %s (%s): %s; %d steps of %d x %d rows x %d tokens (%d micro-batches/step/process, %d processes), lr %g\n",
+				st.Name, st.Kind, what, r.total, accum*world, t.MicroBatch, t.SeqLen, accum, world, t.LR)
+		}
 		r.con = newConsole(env.Err, cfg.Log.Progress, cfg.Log.Every, st.Name, r.step, r.total)
 	}
 	return r, nil

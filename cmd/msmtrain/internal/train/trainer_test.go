@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
+	"github.com/msmtrain/msmtrain/data/shard"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/dist"
@@ -51,6 +52,8 @@ func TestConfigErrors(t *testing.T) {
 		{"shard no checkpointing", good, []string{`dist.shard="full"`, "lora.enabled=true"}, "needs model.checkpointing = true"},
 		{"shard merge", strings.Replace(good, `kind = "aft"`, "kind = \"aft\"\ninit = \"merge\"", 1),
 			[]string{`dist.shard="full"`, "lora.enabled=true", "model.checkpointing=true"}, "init = merge: not supported with dist.shard"},
+		{"two batch sizes", good, []string{"train.global_batch=8", "train.global_batch_examples=8"}, "set at most one of global_batch"},
+		{"examples in pad mode", good, []string{"train.global_batch_examples=8", "train.mode=pad"}, "global_batch_examples needs mode = \"pack\""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -628,4 +631,88 @@ func TestNoHostReadsBetweenMicroBatches(t *testing.T) {
 			t.Logf("step %d: %d host reads between steps (loss, counts, gradient norm, records)", i/accum, at[i]-at[i-1])
 		}
 	}
+}
+
+// TestGlobalBatchExamples: with the batch in examples, an AFT step trains on global_batch_examples chats packed
+// into a varying number of rows; the steps are those of ceil(chats / examples) per epoch; running a step's rows
+// in passes of 1 row or of 16 gives the same losses, and so do 2 processes over Gloo (each packs its half).
+func TestGlobalBatchExamples(t *testing.T) {
+	dir := t.TempDir()
+	fixture(t, dir)
+	cfg := func(out, micro string) string {
+		// the MSM stage in rows, the same in every run
+		text := testConfig(dir, out, "epochs = 1\nglobal_batch = 16\nmicro_batch = 1")
+		text = strings.Replace(text, "micro_batch = 2\n", "", 1)
+		text = strings.Replace(text, "[checkpoint]\nevery = 1", "[checkpoint]\nevery = 2", 1)
+		// the AFT stage: 30 chats (27 after the held-out tenth), 4 per step, in rows of 96 tokens
+		return strings.Replace(text, "lr = 0.02\nseq_len = 160", "lr = 0.02\nseq_len = 96\nglobal_batch_examples = 4\n"+micro, 1)
+	}
+	type rec struct {
+		metricLine
+		Fill float64 `json:"fill"`
+	}
+	read := func(out string) (steps []rec) {
+		b, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r rec
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Kind == "train" && r.Stage == "aft" {
+				steps = append(steps, r)
+			}
+		}
+		return steps
+	}
+	one := filepath.Join(dir, "one")
+	if err := runConfig(t, cfg(one, "micro_batch = 1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	sixteen := filepath.Join(dir, "sixteen")
+	if err := runConfig(t, cfg(sixteen, "micro_batch = 16"), 0); err != nil {
+		t.Fatal(err)
+	}
+	dp := filepath.Join(dir, "dp")
+	runRanks(t, writeConfig(t, dir, "dp.toml", cfg(dp, "micro_batch = 1")), 2)
+	a, b, c := read(one), read(sixteen), read(dp)
+	man, err := readManifestDocs(filepath.Join(rundir.Dir(one).Data("aft"), "train"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (man + 3) / 4; len(a) != want {
+		t.Fatalf("%d AFT steps for %d training chats, want %d", len(a), man, want)
+	}
+	fills := map[float64]bool{}
+	for i := range a {
+		var la, lb, lc float64
+		json.Unmarshal(a[i].Loss, &la)
+		json.Unmarshal(b[i].Loss, &lb)
+		json.Unmarshal(c[i].Loss, &lc)
+		if math.Abs(la-lb) > 1e-5*math.Abs(la) || math.Abs(la-lc) > 1e-5*math.Abs(la) || a[i].Trained != b[i].Trained ||
+			a[i].Trained != c[i].Trained {
+			t.Fatalf("step %d: loss %.9g (passes of 1 row) vs %.9g (16) vs %.9g (2 processes); trained %d %d %d", a[i].Step,
+				la, lb, lc, a[i].Trained, b[i].Trained, c[i].Trained)
+		}
+		if a[i].Fill <= 0 || a[i].Fill > 1 {
+			t.Fatalf("step %d: fill %v", a[i].Step, a[i].Fill)
+		}
+		fills[a[i].Fill] = true
+	}
+	if len(fills) < 2 {
+		t.Fatalf("the rows of a step never vary (fill %v)", fills)
+	}
+	t.Logf("%d AFT steps of 4 chats agree (1-row passes, 16-row passes, 2 processes); %d distinct fills", len(a), len(fills))
+}
+
+// readManifestDocs returns the number of documents of a prepared dataset.
+func readManifestDocs(dir string) (int, error) {
+	ds, err := shard.OpenDataset(dir, shard.OpenOptions{})
+	if err != nil {
+		return 0, err
+	}
+	defer ds.Close()
+	return int(ds.NumDocs()), nil
 }

@@ -177,8 +177,11 @@ func (t TrainConfig) validate(where string) error {
 		return fmt.Errorf("%s.seq_len = %d: want >= 2", where, t.SeqLen)
 	case t.MicroBatch < 1:
 		return fmt.Errorf("%s.micro_batch = %d: want >= 1", where, t.MicroBatch)
-	case t.GlobalBatch < 0 || t.GlobalBatchTokens < 0 || (t.GlobalBatch > 0 && t.GlobalBatchTokens > 0):
-		return fmt.Errorf("%s: set at most one of global_batch (rows) and global_batch_tokens, non-negative", where)
+	case t.GlobalBatch < 0 || t.GlobalBatchTokens < 0 || t.GlobalBatchExamples < 0 ||
+		btoi(t.GlobalBatch > 0)+btoi(t.GlobalBatchTokens > 0)+btoi(t.GlobalBatchExamples > 0) > 1:
+		return fmt.Errorf("%s: set at most one of global_batch (rows), global_batch_tokens and global_batch_examples, non-negative", where)
+	case t.GlobalBatchExamples > 0 && loader.Mode(t.Mode) != loader.Pack:
+		return fmt.Errorf("%s.global_batch_examples needs mode = \"pack\" (in pad mode a row is an example: use global_batch)", where)
 	case t.GlobalBatchTokens > 0 && t.GlobalBatchTokens%t.SeqLen != 0:
 		return fmt.Errorf("%s.global_batch_tokens = %d is not a multiple of seq_len %d", where, t.GlobalBatchTokens, t.SeqLen)
 	case loader.Mode(t.Mode) != loader.Pack && loader.Mode(t.Mode) != loader.Pad:
@@ -199,4 +202,11 @@ func (t TrainConfig) validate(where string) error {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
