@@ -74,10 +74,10 @@ type TrainConfig struct {
 	// each process packs its share into as many rows as they need (a number that varies per step) and runs them
 	// micro_batch rows per forward pass. The loss stays normalised per trained token.
 	GlobalBatchExamples int     `toml:"global_batch_examples"`
-	Mode              string  `toml:"mode"`   // "pack" (documents packed into rows) or "pad" (one example per row)
-	Epochs            float64 `toml:"epochs"` // passes over the data (used when steps is 0)
-	Steps             int     `toml:"steps"`  // optimizer steps (overrides epochs)
-	LR                float64 `toml:"lr"`
+	Mode                string  `toml:"mode"`   // "pack" (documents packed into rows) or "pad" (one example per row)
+	Epochs              float64 `toml:"epochs"` // passes over the data (used when steps is 0)
+	Steps               int     `toml:"steps"`  // optimizer steps (overrides epochs)
+	LR                  float64 `toml:"lr"`
 	// schedule (cosine, linear, constant, wsd), warmup_ratio, warmup_steps, min_lr_ratio; wsd: decay_ratio, decay_shape
 	optim.ScheduleConfig
 	optim.AdamWConfig         // weight_decay, beta1, beta2, eps
