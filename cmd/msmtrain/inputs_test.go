@@ -318,8 +318,21 @@ sources = [{ name = "docs", path = %q, kind = "documents" }]
 		t.Error("prep wrote into a locked run")
 	}
 	lock.Close()
-	if o, err := runCmd(t, "prep", "--config", cfg); err != nil {
+	o, err = runCmd(t, "prep", "--config", cfg)
+	if err != nil {
 		t.Fatalf("%v\n%s", err, o)
+	}
+	// the summary says how the stage's rows will be filled
+	var ndocs, steps, rows, seq, empty int
+	var fill float64
+	i := strings.Index(o, "stage msm, epoch 0 (1 process): ")
+	if i < 0 {
+		t.Fatalf("no fill line in prep's output:\n%s", o)
+	}
+	if n, err := fmt.Sscanf(o[i:], "stage msm, epoch 0 (1 process): %d documents in %d steps, %d rows of %d tokens, fill %f (%d padding-only rows)",
+		&ndocs, &steps, &rows, &seq, &fill, &empty); n != 6 || err != nil || ndocs == 0 || steps == 0 || rows != steps ||
+		seq != 32 || fill <= 0 || fill > 1 {
+		t.Fatalf("fill line %q: %v", strings.SplitN(o[i:], "\n", 2)[0], err)
 	}
 }
 

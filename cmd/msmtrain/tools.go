@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
 	"github.com/msmtrain/msmtrain/data/prep"
+	"github.com/msmtrain/msmtrain/data/shard"
 	"github.com/msmtrain/msmtrain/data/tokenizer"
 )
 
@@ -136,8 +138,11 @@ func runPrep(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("prep: %s: %w", *path, err)
 	}
 	var cfgs []prep.Config
+	var tc *train.Config
+	var stageOf []int // the stage of each of cfgs (training configs)
 	if _, ok := probe["stages"]; ok {
-		tc, err := train.Load(*path, sets)
+		var err error
+		tc, err = train.Load(*path, sets)
 		if err != nil {
 			return err
 		}
@@ -159,6 +164,7 @@ func runPrep(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			cfgs = append(cfgs, pc)
+			stageOf = append(stageOf, i)
 		}
 	} else {
 		cfg := prep.Default()
@@ -176,12 +182,34 @@ func runPrep(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	for _, cfg := range cfgs {
+	for i, cfg := range cfgs {
 		sum, err := prep.Run(ctx, cfg, stderr)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s:\n%s\n", cfg.OutDir, sum)
+		if tc != nil {
+			if err := printFill(stdout, tc, stageOf[i], filepath.Join(cfg.OutDir, "train")); err != nil {
+				return fmt.Errorf("prep: stage %s: %w", tc.Stages[stageOf[i]].Name, err)
+			}
+		}
 	}
+	return nil
+}
+
+// printFill reports how the stage's first epoch packs its prepared training data into rows, as one process runs it.
+func printFill(w io.Writer, tc *train.Config, idx int, dir string) error {
+	ds, err := shard.OpenDataset(dir, shard.OpenOptions{})
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	info, err := tc.EpochFill(idx, ds, 1)
+	if err != nil {
+		return err
+	}
+	t := tc.Stages[idx].Train
+	fmt.Fprintf(w, "  stage %s, epoch 0 (1 process): %d documents in %d steps, %d rows of %d tokens, fill %.3f (%d padding-only rows)\n",
+		tc.Stages[idx].Name, info.Docs, info.Steps, info.Rows, t.SeqLen, info.Fill, info.EmptyRows)
 	return nil
 }

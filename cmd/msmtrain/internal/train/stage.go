@@ -7,6 +7,7 @@ import (
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
 	"github.com/msmtrain/msmtrain/data/loader"
+	"github.com/msmtrain/msmtrain/data/shard"
 	"github.com/msmtrain/msmtrain/torch"
 	"github.com/msmtrain/msmtrain/torch/optim"
 )
@@ -52,12 +53,7 @@ func newStageRun(cfg *Config, idx int, model Model, env Env, hash string, data *
 	if err != nil {
 		return fail(err)
 	}
-	mode := loader.Pack
-	if t.Mode == "pad" {
-		mode = loader.Pad
-	}
-	lcfg := loader.Config{SeqLen: t.SeqLen, Rows: t.MicroBatch, Mode: mode, Seed: cfg.Seed + uint64(idx), Rank: rank, World: world,
-		Split: t.PackSplit, Examples: t.GlobalBatchExamples / world}
+	lcfg := cfg.loaderConfig(idx, rank, world)
 	// The stage's data is cut into one stream per micro-batch of a step, all processes together (virtual ranks,
 	// world x accum of them): process p reads streams p*accum .. p*accum+accum-1. A step's batches are therefore
 	// the same however many processes share them, and a checkpoint (one loader state per stream) resumes on any
@@ -207,4 +203,34 @@ func reseedDropout(m Model, seed uint64, dev torch.Device) error {
 		return err
 	}
 	return g.SetDropoutRNGState(st)
+}
+
+// loaderConfig is the data loader's config of stage idx on process rank of world (Rank and World are then set per
+// stream, see newStageRun).
+func (c *Config) loaderConfig(idx, rank, world int) loader.Config {
+	t := c.Stages[idx].Train
+	mode := loader.Pack
+	if t.Mode == "pad" {
+		mode = loader.Pad
+	}
+	return loader.Config{SeqLen: t.SeqLen, Rows: t.MicroBatch, Mode: mode, Seed: c.Seed + uint64(idx), Rank: rank, World: world,
+		Split: t.PackSplit, Examples: t.GlobalBatchExamples / world}
+}
+
+// EpochFill sizes the first epoch of stage idx on its prepared training data ds, as world processes would run it:
+// its steps, rows and the fraction of their slots that hold a document (msmtrain prep reports it).
+func (c *Config) EpochFill(idx int, ds *shard.Dataset, world int) (loader.EpochInfo, error) {
+	accum, err := c.Stages[idx].Train.accumulation(world)
+	if err != nil {
+		return loader.EpochInfo{}, err
+	}
+	lcfg := c.loaderConfig(idx, 0, world)
+	lcfg.World = world * accum // streams: one per micro-batch of a step
+	lcfg.Prefetch = 1
+	ld, err := loader.New(ds, lcfg, nil)
+	if err != nil {
+		return loader.EpochInfo{}, err
+	}
+	defer ld.Close()
+	return ld.Epoch(0)
 }
