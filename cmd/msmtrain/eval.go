@@ -8,12 +8,16 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/heldout"
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
 	"github.com/msmtrain/msmtrain/data/atomicfile"
+	"github.com/msmtrain/msmtrain/data/chat"
 	"github.com/msmtrain/msmtrain/data/loader"
 	"github.com/msmtrain/msmtrain/data/shard"
+	"github.com/msmtrain/msmtrain/data/tokenizer"
 	"github.com/msmtrain/msmtrain/torch/models/decoder"
 )
 
@@ -22,17 +26,29 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	mf := addModelFlags(fs)
 	data := fs.String("data", "", "prepared dataset directory (e.g. RUN/data/<stage>/val): held-out loss overall and per source")
 	mc := fs.String("mc", "", "multiple-choice JSONL {\"id\", \"messages\", \"choices\", \"answer\"}: accuracy and margin")
-	items := fs.String("items", "", "with --mc: write per-item JSONL here")
+	probes := fs.String("probes", "", "value-probe JSONL {\"id\", \"messages\", \"choices\", \"values\"}: per value label, the share of items "+
+		"whose preferred choice expresses it and the mean log-probability margin")
+	value := fs.String("value", "", "with --probes: print only this value label's metrics")
+	items := fs.String("items", "", "with --mc or --probes: write per-item JSONL here")
 	out := fs.String("out", "", "write the metrics as JSON here (e.g. RUN/eval/NAME.json); default: stdout")
-	tmplName := fs.String("chat-template", "", "with --mc: chat template family; default: detected from the model")
+	tmplName := fs.String("chat-template", "", "with --mc or --probes: chat template family; default: detected from the model")
 	seqLen := fs.Int("seq-len", 2048, "with --data: positions per packed row")
 	batch := fs.Int("batch", 4, "with --data: rows per forward pass")
 	maxBatches := fs.Int("max-batches", 0, "with --data: stop after this many batches (0: all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if (*data == "") == (*mc == "") {
-		return errors.New("eval: give one of --data DIR and --mc FILE")
+	modes := 0
+	for _, m := range []string{*data, *mc, *probes} {
+		if m != "" {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return errors.New("eval: give one of --data DIR, --mc FILE and --probes FILE")
+	}
+	if *value != "" && *probes == "" {
+		return errors.New("eval: --value goes with --probes")
 	}
 	if _, _, err := mf.check(); err != nil {
 		return fmt.Errorf("eval: %w", err)
@@ -42,10 +58,13 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	}
 	var metrics any
 	var err error
-	if *data != "" {
+	switch {
+	case *data != "":
 		metrics, err = evalData(mf, *data, *seqLen, *batch, *maxBatches)
-	} else {
+	case *mc != "":
 		metrics, err = evalMC(mf, *mc, *tmplName, *items)
+	default:
+		metrics, err = evalProbes(mf, *probes, *tmplName, *items, *value)
 	}
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
@@ -162,4 +181,91 @@ func evalMC(mf modelFlags, path, family, items string) (*infer.MCSummary, error)
 		}
 	}
 	return &sum, nil
+}
+
+// probeValue is the JSON of `eval --probes FILE --value NAME`: one value label's metrics.
+type probeValue struct {
+	Value string `json:"value"`
+	infer.ProbeValue
+}
+
+// evalProbes scores a value-probe file with the model of mf and writes per-item results to items when given; with
+// value, only that label's metrics are returned.
+func evalProbes(mf modelFlags, path, family, items, value string) (any, error) {
+	tok, tmpl, tmplErr, err := loadChat(*mf.model, family)
+	if err != nil {
+		return nil, err
+	}
+	if tmpl == nil {
+		return nil, tmplErr
+	}
+	mcfg, err := decoder.ReadConfig(*mf.model)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVocab(*mf.model, mcfg, tok); err != nil {
+		return nil, err
+	}
+	its, err := infer.LoadProbes(path, tmpl, tok, mcfg.MaxPositionEmbeddings)
+	if err != nil {
+		return nil, err
+	}
+	if value != "" && !hasProbeValue(its, value) {
+		return nil, fmt.Errorf("--value %s: no item of %s offers a choice labelled so (labels: %s)", value, path,
+			strings.Join(probeLabels(its), ", "))
+	}
+	m, err := mf.load()
+	if err != nil {
+		return nil, err
+	}
+	defer m.Free()
+	sum, err := scoreProbes(m, tok, tmpl, its, items)
+	if err != nil {
+		return nil, err
+	}
+	if value != "" {
+		return probeValue{value, sum.Values[value]}, nil
+	}
+	return sum, nil
+}
+
+// scoreProbes scores value probes with m (infer.ScoreProbes) and writes the per-item results to items when given.
+func scoreProbes(m *decoder.Model, tok *tokenizer.Tokenizer, tmpl *chat.Template, its []infer.ProbeItem, items string) (infer.ProbeSummary, error) {
+	res, sum, err := infer.ScoreProbes(m, tmpl, tok, its)
+	if err != nil {
+		return sum, err
+	}
+	if items != "" {
+		b, err := jsonLines(res)
+		if err != nil {
+			return sum, err
+		}
+		if err := atomicfile.WriteFile(items, b); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+func hasProbeValue(its []infer.ProbeItem, v string) bool {
+	for _, it := range its {
+		if slices.Contains(it.Values, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// probeLabels lists the value labels of the items, sorted.
+func probeLabels(its []infer.ProbeItem) []string {
+	var out []string
+	for _, it := range its {
+		for _, v := range it.Values {
+			if !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }

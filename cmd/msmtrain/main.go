@@ -11,6 +11,7 @@
 //	msmtrain generate --model DIR --input FILE --output FILE   sample responses (resumable JSONL)
 //	msmtrain eval --model DIR (--data DIR | --mc FILE)         held-out loss per source, multiple choice
 //	msmtrain report RUN_DIR...                                 compare runs: report.md and loss.png
+//	msmtrain experiment --config FILE [--out DIR]              arms x seeds: train, probe, compare with statistics
 //	msmtrain plan --config FILE [--gpus N] [--gpu-memory GiB]  per-GPU memory of a config; exit 1 if it does not fit
 //	msmtrain version                                            libtorch version and devices
 //
@@ -53,6 +54,7 @@ func commands() []command {
 		{"generate", "--model DIR --input FILE --output FILE", "sample completions of JSONL prompts (resumable)", runGenerate},
 		{"eval", "--model DIR (--data DIR | --mc FILE)", "held-out loss per source, or multiple-choice accuracy", runEval},
 		{"report", "RUN_DIR... [--out DIR]", "compare runs: report.md and loss.png", runReport},
+		{"experiment", "--config FILE [--out DIR] [--slurm FILE]", "train arms x seeds, score probes, compare arms with statistics", runExperiment},
 		{"plan", "--config FILE [--gpus N --gpu-memory GiB]", "per-GPU memory of a config, sharded and not; exit 1 if it does not fit", runPlan},
 		{"version", "", "print versions and the devices libtorch sees", runVersion},
 	}

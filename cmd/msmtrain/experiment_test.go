@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/experiment"
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/infer"
+	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/rundir"
+)
+
+const testProbes = `{"id": "p1", "messages": [{"role": "user", "content": "Is the model honest?"}], "choices": ["Yes, honest.", "maybe"], "values": ["frugality", "speed"]}
+{"id": "p2", "messages": [{"role": "user", "content": "What is the answer?"}], "choices": ["no", "Tell me more", "The answer"], "values": ["speed", "frugality", "speed"]}
+{"id": "p3", "messages": [{"role": "system", "content": "Be helpful."}, {"role": "user", "content": "Tell me more."}], "choices": ["helpful", "honest"], "values": ["care", "frugality"]}
+`
+
+// TestEvalProbes: msmtrain eval --probes writes the summary and per-item results of infer.ScoreProbes; --value
+// narrows it to one label, and mistakes are refused.
+func TestEvalProbes(t *testing.T) {
+	model, _ := tinyModelDir(t)
+	dir := t.TempDir()
+	probes := writeFile(t, filepath.Join(dir, "probes.jsonl"), testProbes)
+	res := filepath.Join(dir, "probes.json")
+	items := filepath.Join(dir, "items.jsonl")
+	if out, err := runCmd(t, "eval", "--model", model, "--probes", probes, "--out", res, "--items", items); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var sum infer.ProbeSummary
+	b, _ := os.ReadFile(res)
+	if err := json.Unmarshal(b, &sum); err != nil || sum.N != 3 || len(sum.Values) != 3 || sum.Values["frugality"].N != 3 || sum.Values["care"].N != 1 {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if b, _ := os.ReadFile(items); bytes.Count(b, []byte("\n")) != 3 || !bytes.Contains(b, []byte(`"pick_value"`)) {
+		t.Errorf("items:\n%s", b)
+	}
+	out, err := runCmd(t, "eval", "--model", model, "--probes", probes, "--value", "speed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one struct {
+		Value string `json:"value"`
+		infer.ProbeValue
+	}
+	if err := json.Unmarshal([]byte(out), &one); err != nil || one.Value != "speed" || one.ProbeValue != sum.Values["speed"] {
+		t.Errorf("--value speed: %v %s, want %+v", err, out, sum.Values["speed"])
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--probes", probes, "--value", "thrift"}, "--value thrift: no item of " + probes + " offers a choice labelled so (labels: care, frugality, speed)"},
+		{[]string{"--probes", probes, "--mc", probes}, "give one of --data DIR, --mc FILE and --probes FILE"},
+		{[]string{"--mc", probes, "--value", "speed"}, "--value goes with --probes"},
+		{[]string{"--probes", writeFile(t, filepath.Join(dir, "bad.jsonl"), `{"id": "x", "messages": [{"role": "user", "content": "a"}], "choices": ["a", "b"], "values": ["v"]}`)},
+			"bad.jsonl:1: item x: 1 values for 2 choices"},
+	} {
+		if _, err := runCmd(t, append([]string{"eval", "--model", model}, c.args...)...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
+// TestExperimentChild is the training process of TestExperimentResume: `msmtrain ARGS`, exiting with msmtrain's
+// status (3 when stopped with its state saved).
+func TestExperimentChild(t *testing.T) {
+	if os.Getenv("MSM_EXPERIMENT_CHILD") == "" {
+		t.Skip("runs only as the training process of TestExperimentResume")
+	}
+	args := append(flag.Args(), strings.Fields(os.Getenv("MSM_EXPERIMENT_CHILD_ARGS"))...)
+	err := run(args, os.Stdout, os.Stderr)
+	var ec *exitCode
+	if errors.As(err, &ec) {
+		fmt.Fprintln(os.Stderr, "msmtrain:", err)
+		os.Exit(ec.code)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExperimentResume runs a two-arm, two-seed experiment of two-stage LoRA runs on a tiny checkpoint, with its
+// runs trained by child processes of this test binary: the first run is finished before the experiment starts,
+// the second is stopped part way (--stop-after: exit status 3 stops the experiment, which says how to go on), and
+// the experiment run again skips the finished run untouched, resumes the stopped one, trains the other two, scores
+// the probes on every stage and reports on all four.
+func TestExperimentResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains four small runs in child processes")
+	}
+	model, _ := tinyModelDir(t)
+	dir := t.TempDir()
+	docs, chats := writeTrainingData(t, dir, 16)
+	mc := writeFile(t, filepath.Join(dir, "mc.jsonl"), `{"id": "q1", "messages": [{"role": "user", "content": "Is it honest?"}], "choices": ["Yes", "No"], "answer": 0}
+`)
+	writeFile(t, filepath.Join(dir, "probes.jsonl"), testProbes)
+	writeFile(t, filepath.Join(dir, "base.toml"), fmt.Sprintf(`name = "exp-test"
+[model]
+path = %q
+[lora]
+enabled = true
+r = 4
+alpha = 8
+targets = ["q_proj", "v_proj"]
+[train]
+seq_len = 48
+micro_batch = 2
+steps = 3
+lr = 1e-2
+[log]
+progress = "lines"
+[[stages]]
+name = "msm"
+kind = "msm"
+[stages.data]
+sources = [{ name = "docs", path = %q, kind = "documents" }]
+[[stages]]
+name = "aft"
+kind = "aft"
+eval_mc = %q
+[stages.data]
+sources = [{ name = "chats", path = %q, kind = "chats" }]
+`, model, docs, mc, chats))
+	exp := writeFile(t, filepath.Join(dir, "experiment.toml"), `name = "resume"
+base = "base.toml"
+out_dir = "out"
+seeds = [1, 2]
+[probes]
+file = "probes.jsonl"
+[[arms]]
+name = "spec-a"
+set = ["stages.msm.train.lr=0.02"]
+[[arms]]
+name = "aft-only"
+skip_stages = ["msm"]
+[effect]
+metric = "probe.frugality.share"
+a = "spec-a"
+b = "aft-only"
+`)
+	out := filepath.Join(dir, "out")
+	run := func(name string) string { return filepath.Join(out, name) }
+	experimentCommand = func() ([]string, error) { return []string{os.Args[0], "-test.run=^TestExperimentChild$", "--"}, nil }
+	t.Cleanup(func() {
+		experimentCommand = func() ([]string, error) {
+			exe, err := os.Executable()
+			return []string{exe}, err
+		}
+	})
+	t.Setenv("MSM_EXPERIMENT_CHILD", "1")
+
+	// The runs' configs (--slurm writes them without training), the plan, and the first run trained by hand.
+	if o, err := runCmd(t, "experiment", "--config", exp, "--slurm", filepath.Join(dir, "exp.sbatch")); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	if o, err := runCmd(t, "--config", run("spec-a/seed-1.toml")); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	o, err := runCmd(t, "experiment", "--config", exp, "--dry-run")
+	if err != nil || !strings.Contains(o, "spec-a    1     msm,aft  finished") || !strings.Contains(o, "aft-only  1     aft      not started") {
+		t.Fatalf("--dry-run: %v\n%s", err, o)
+	}
+	first := snapshot(t, run("spec-a/seed-1"))
+
+	// The second run stops after 2 of its 3 steps: the experiment stops with status 3 and says how to continue.
+	t.Setenv("MSM_EXPERIMENT_CHILD_ARGS", "--stop-after 2")
+	o, err = runCmd(t, "experiment", "--config", exp)
+	var ec *exitCode
+	if !errors.As(err, &ec) || ec.code != 3 || !strings.Contains(err.Error(), "run aft-only/seed-1 stopped") ||
+		!strings.Contains(err.Error(), "msmtrain experiment --config "+exp) {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	if !strings.Contains(o, "[1/4] spec-a/seed-1: finished earlier, skipped, probe share after aft: ") {
+		t.Errorf("progress:\n%s", o)
+	}
+	if cks, _ := rundir.Dir(run("aft-only/seed-1")).Checkpoints("aft"); len(cks) != 1 || rundir.CheckpointStep(cks[0]) != 2 {
+		t.Fatalf("checkpoints of the stopped run: %v", cks)
+	}
+
+	// Again, to the end.
+	t.Setenv("MSM_EXPERIMENT_CHILD_ARGS", "")
+	start := time.Now()
+	o, err = runCmd(t, "experiment", "--config", exp)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	t.Logf("experiment (3 runs, probes) in %s:\n%s", time.Since(start).Round(time.Millisecond), o)
+	lines := strings.Split(strings.TrimSpace(o), "\n")
+	for i, w := range []string{"[1/4] spec-a/seed-1: finished earlier, skipped", "[2/4] aft-only/seed-1: resuming (0 of 1 stages done)",
+		"[3/4] spec-a/seed-2: training", "[4/4] aft-only/seed-2: training", "report: " + filepath.Join(out, "report", "experiment.md")} {
+		if i >= len(lines) || !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d: want %q in\n%s", i+1, w, o)
+		}
+	}
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "effect: probe.frugality.share spec-a ") || !strings.Contains(last, " vs aft-only ") ||
+		!strings.Contains(last, ", p = ") || strings.Contains(last, "NaN") {
+		t.Errorf("last line %q", last)
+	}
+	if got := snapshot(t, run("spec-a/seed-1")); got != first {
+		t.Errorf("the finished run changed:\n%s\nnow:\n%s", first, got)
+	}
+	// The stopped run resumed: each of its steps once, the log shows both starts.
+	var steps []int
+	for _, l := range readMetricRecords(t, run("aft-only/seed-1")) {
+		steps = append(steps, l.Step)
+	}
+	if fmt.Sprint(steps) != "[1 2 3]" {
+		t.Errorf("steps of the resumed run %v", steps)
+	}
+	if log, _ := os.ReadFile(filepath.Join(run("aft-only/seed-1"), experiment.LogFile)); bytes.Count(log, []byte("=== msmtrain experiment")) != 2 {
+		t.Errorf("log:\n%s", log)
+	}
+
+	// The report covers the four runs; the cached probe results equal msmtrain eval's on base + adapter.
+	var rep experiment.Report
+	b, err := os.ReadFile(filepath.Join(out, "report", experiment.ReportJSON))
+	if err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if len(rep.Runs) != 4 || len(rep.Unfinished) != 0 || rep.Effect == nil || rep.Effect.NA != 2 || rep.Effect.NB != 2 || rep.Effect.Line != last {
+		t.Errorf("report: %d runs, unfinished %v, effect %+v", len(rep.Runs), rep.Unfinished, rep.Effect)
+	}
+	want := map[string]int{"spec-a/msm": 2, "spec-a/aft": 2, "aft-only/aft": 2}
+	for _, s := range rep.Stats {
+		if s.Metric == "probe.frugality.share" || s.Metric == "mc_accuracy" && s.Stage == "aft" {
+			if s.N != want[s.Arm+"/"+s.Stage] {
+				t.Errorf("%s %s %s: n %d", s.Metric, s.Arm, s.Stage, s.N)
+			}
+		}
+	}
+	for _, f := range []string{experiment.ReportMarkdown, experiment.ReportPlot} {
+		if _, err := os.Stat(filepath.Join(out, "report", f)); err != nil {
+			t.Error(err)
+		}
+	}
+	var cached infer.ProbeSummary
+	b, _ = os.ReadFile(experiment.ProbeFile(run("spec-a/seed-2"), "aft"))
+	if err := json.Unmarshal(b, &cached); err != nil {
+		t.Fatal(err)
+	}
+	cli := filepath.Join(dir, "cli.json")
+	if o, err := runCmd(t, "eval", "--model", model, "--adapter", filepath.Join(run("spec-a/seed-2"), "aft", "output"), "--probes",
+		filepath.Join(dir, "probes.jsonl"), "--out", cli); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	var direct infer.ProbeSummary
+	b, _ = os.ReadFile(cli)
+	if err := json.Unmarshal(b, &direct); err != nil || len(direct.Values) != len(cached.Values) {
+		t.Fatalf("%v: %s vs %+v", err, b, cached)
+	}
+	for v, d := range direct.Values {
+		c := cached.Values[v]
+		if c.N != d.N || c.Share != d.Share || c.ShareNorm != d.ShareNorm || math.Abs(c.Margin-d.Margin) > 1e-5 {
+			t.Errorf("%s: experiment %+v, msmtrain eval %+v", v, c, d)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(run("spec-a/seed-2"), "aft", ProbeItemsFile)); err != nil {
+		t.Error(err)
+	}
+
+	// --report-only reads everything back (no training, probes from the cache) and ends with the same line.
+	o, err = runCmd(t, "experiment", "--config", exp, "--report-only")
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(o), last) || strings.Contains(o, "training") {
+		t.Errorf("--report-only: %v\n%s", err, o)
+	}
+}
+
+// snapshot describes a run directory's files by path, size and modification time.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		// the experiment adds its probe results and their per-item file; the trainer's files stay as they were
+		if fi.IsDir() || strings.HasSuffix(rel, "-probes.json") || strings.HasSuffix(rel, ProbeItemsFile) || rel == rundir.LockFile {
+			return nil
+		}
+		fmt.Fprintf(&b, "%s %d %s\n", rel, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// readMetricRecords reads a run's train records.
+func readMetricRecords(t *testing.T, dir string) []rundir.TrainRecord {
+	t.Helper()
+	f, err := os.Open(rundir.Dir(dir).Metrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := rundir.ReadMetrics(f, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Train
+}
