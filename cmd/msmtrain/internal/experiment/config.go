@@ -52,7 +52,8 @@ type Config struct {
 	Path   string   `toml:"-"` // the experiment file
 	Stages []string `toml:"-"` // the base's stages, in order
 
-	base []byte // the base config's text
+	base   []byte   // the base config's text
+	labels []string // the probes' value labels, sorted
 }
 
 // Arm is one variant of the base config.
@@ -172,9 +173,18 @@ func (c *Config) check() error {
 		seen[s] = true
 	}
 	if c.Probes.File != "" { // its format now, not after the first run
-		if _, err := readProbes(c.Probes.File); err != nil {
+		items, err := readProbes(c.Probes.File)
+		if err != nil {
 			return fmt.Errorf("probes.file: %w", err)
 		}
+		for _, it := range items {
+			for _, v := range it.Values {
+				if !slices.Contains(c.labels, v) {
+					c.labels = append(c.labels, v)
+				}
+			}
+		}
+		slices.Sort(c.labels)
 	}
 	var err error
 	if c.base, err = os.ReadFile(c.Base); err != nil {
@@ -275,9 +285,12 @@ func (c *Config) checkMetric(m string) error {
 	case "":
 		return errors.New("required")
 	}
-	if _, _, ok := probeMetric(m); ok {
+	if v, _, ok := probeMetric(m); ok {
 		if c.Probes.File == "" {
 			return fmt.Errorf("%q is a probe metric, and the experiment has no [probes] file", m)
+		}
+		if !slices.Contains(c.labels, v) {
+			return fmt.Errorf("%q: no choice of %s is labelled %q (labels: %s)", m, c.Probes.File, v, quoteAll(c.labels))
 		}
 		return nil
 	}

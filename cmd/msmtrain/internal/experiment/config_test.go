@@ -183,6 +183,7 @@ func TestConfigErrors(t *testing.T) {
 		{"effect arm", `b = "aft-only"`, `b = "spec-b"`, []string{`effect.b = "spec-b"`, `"spec-a", "aft-only"`}},
 		{"effect stage", `b = "aft-only"`, "b = \"aft-only\"\nstage = \"msm\"", []string{`arm "aft-only" has no such stage`}},
 		{"effect metric", `metric = "probe.frugality.share"`, `metric = "probe.frugality.sahre"`, []string{"effect.metric", "probe.<value>.share"}},
+		{"effect value", `metric = "probe.frugality.share"`, `metric = "probe.thrift.share"`, []string{"effect.metric", `labelled "thrift"`, `"frugality", "speed"`}},
 		{"no seeds", "seeds = [1, 2]", "seeds = []", []string{"seeds: at least one"}},
 		{"repeated seed", "seeds = [1, 2]", "seeds = [2, 2]", []string{"seeds: 2 appears twice"}},
 		{"missing base", `base = "base.toml"`, `base = "nope.toml"`, []string{"base:", "nope.toml"}},
