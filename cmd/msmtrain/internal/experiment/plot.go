@@ -131,7 +131,7 @@ func PlotPNG(rep *Report) ([]byte, error) {
 	for i, a := range rep.Arms {
 		x0 := left + i*(panelW+gap)
 		col := report.RunColor(i)
-		light := color.RGBA{uint8((int(col.R) + 255*2) / 3), uint8((int(col.G) + 255*2) / 3), uint8((int(col.B) + 255*2) / 3), 255}
+		light := color.RGBA{uint8((int(col.R) + 255) / 2), uint8((int(col.G) + 255) / 2), uint8((int(col.B) + 255) / 2), 255}
 		panel := image.Rect(x0, top, x0+panelW, top+panelH)
 		for t := 0; t <= ticks; t++ {
 			v := lo + (hi-lo)*float64(t)/float64(ticks)
