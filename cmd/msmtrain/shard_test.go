@@ -106,6 +106,31 @@ progress = "lines"
 	testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--stop-after 3", "MSM_SHARD_STOP=1")
 	testenv.StartWorkers(t, "TestShardedTrainingWorker", 3, "MSM_SHARD_CONFIG="+cfg)
 	compareRuns(t, fullRef, out)
+	// Its checkpoints hold the weights as each process's slices (no process gathers the model to save it): one
+	// file per process, each about half of the weights and moments (resumed on 3 processes above).
+	out = filepath.Join(dir, "full-checkpoint")
+	cfg = config(out, "full", false)
+	testenv.StartWorkers(t, "TestShardedTrainingWorker", 2, "MSM_SHARD_CONFIG="+cfg, "MSM_SHARD_ARGS=--stop-after 3", "MSM_SHARD_STOP=1")
+	cks, _ := rundir.Dir(out).Checkpoints("msm")
+	if len(cks) != 1 {
+		t.Fatalf("checkpoints: %v", cks)
+	}
+	size := func(name string) int64 {
+		fi, err := os.Stat(filepath.Join(cks[0], name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	s0, s1, rest := size(rundir.CheckpointShardFile(0, 2)), size(rundir.CheckpointShardFile(1, 2)), size(rundir.CheckpointTrainable)
+	t.Logf("sharded full fine-tuning checkpoint: shard files %d and %d bytes, trainable.safetensors %d bytes", s0, s1, rest)
+	if s0 != s1 || rest > s0/10 {
+		t.Fatalf("shard files %d and %d bytes, trainable.safetensors %d: the weights are not held as slices", s0, s1, rest)
+	}
+	// one process does not shard: its parameters are not the sharded units, and it says how to resume
+	if o, err := runCmd(t, "--config", cfg); err == nil || !strings.Contains(err.Error(), "resumes with dist.shard = \"full\" on 2 or more processes") {
+		t.Fatalf("resumed by one process: %v\n%s", err, o)
+	}
 }
 
 func TestShardedTrainingWorker(t *testing.T) {

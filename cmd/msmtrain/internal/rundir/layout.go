@@ -31,8 +31,16 @@ const (
 	GenerationsFile  = "generations.jsonl"   // <stage>/generations.jsonl: end-of-stage answers to eval_prompts
 	MCItemsFile      = "eval_mc_items.jsonl" // <stage>/eval_mc_items.jsonl: end-of-stage eval_mc, per item
 
-	CheckpointStateFile = "state.json" // checkpoints/<name>/state.json: CheckpointState
+	CheckpointStateFile = "state.json"            // checkpoints/<name>/state.json: CheckpointState
+	CheckpointTrainable = "trainable.safetensors" // the trainable weights (those not sharded over processes)
+	CheckpointOptimizer = "optimizer.safetensors" // their AdamW moments, "<name>.exp_avg" and "<name>.exp_avg_sq"
 )
+
+// CheckpointShardFile is the file of a checkpoint that holds process rank's slices of the sharded trainable weights
+// and their AdamW moments (dist.shard = "full", full fine-tuning), one per process of world.
+func CheckpointShardFile(rank, world int) string {
+	return fmt.Sprintf("shard-%05d-of-%05d.safetensors", rank, world)
+}
 
 // Reserved are the run directory's own entries that a stage's directory would collide with.
 var Reserved = []string{DataDir, CheckpointsDir, EvalDir, TensorBoardDir, ReportDir}

@@ -117,6 +117,23 @@ type CheckpointState struct {
 	RNGCUDA    []byte         `json:"rng_cuda,omitempty"`
 	LoRARNG    []byte         `json:"rng_lora,omitempty"`
 	Counters   Counters       `json:"counters"`
+	// Shards is the layout of the sharded trainable weights, when the checkpoint holds them as slices (one
+	// CheckpointShardFile per process) rather than whole in CheckpointTrainable.
+	Shards *ShardLayout `json:"shards,omitempty"`
+}
+
+// ShardLayout says how a checkpoint's sharded tensors are cut: tensor Name (and its "<name>.exp_avg",
+// "<name>.exp_avg_sq") flattened, padded with zeros to Chunk x World elements, and process r's file holding the
+// flat elements [r*Chunk, (r+1)*Chunk) under the same names.
+type ShardLayout struct {
+	World  int                  `json:"world"`
+	Params map[string]ShardInfo `json:"params"`
+}
+
+// ShardInfo is one sharded tensor: its element count whole and per process.
+type ShardInfo struct {
+	Whole int64 `json:"whole"`
+	Chunk int64 `json:"chunk"`
 }
 
 // CheckpointVersion is the CheckpointState version this msmtrain writes and reads.

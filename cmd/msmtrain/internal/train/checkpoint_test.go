@@ -16,7 +16,7 @@ func TestCheckpointSurvivesCrashedSave(t *testing.T) {
 	w := torch.FromFloat32s([]float32{1, 2, 3})
 	defer w.Free()
 	st := rundir.CheckpointState{Stage: "msm", Step: 5, ConfigHash: "h"}
-	if _, err := saveCheckpoint(dir, st, map[string]*torch.Tensor{"w": w}, map[string]*torch.Tensor{"w.exp_avg": w}, 2); err != nil {
+	if _, err := saveCheckpoint(dir, "", st, map[string]*torch.Tensor{"w": w}, map[string]*torch.Tensor{"w.exp_avg": w}, 2); err != nil {
 		t.Fatal(err)
 	}
 	// the crashed save of step 6: a temporary directory with a truncated weights file and no state.json
@@ -45,7 +45,7 @@ func TestCheckpointSurvivesCrashedSave(t *testing.T) {
 	// keep = 2: a third save prunes the oldest
 	for _, s := range []int{8, 9} {
 		st.Step = s
-		if _, err := saveCheckpoint(dir, st, map[string]*torch.Tensor{"w": w}, map[string]*torch.Tensor{"w.exp_avg": w}, 2); err != nil {
+		if _, err := saveCheckpoint(dir, "", st, map[string]*torch.Tensor{"w": w}, map[string]*torch.Tensor{"w.exp_avg": w}, 2); err != nil {
 			t.Fatal(err)
 		}
 	}
