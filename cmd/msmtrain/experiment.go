@@ -17,10 +17,6 @@ import (
 	"github.com/msmtrain/msmtrain/torch/models/decoder"
 )
 
-// ProbeItemsFile is where the experiment writes a stage's per-item probe results: RUN/<stage>/probe_items.jsonl,
-// beside eval_mc_items.jsonl.
-const ProbeItemsFile = "probe_items.jsonl"
-
 // experimentCommand is the program that trains an experiment's runs: this executable (tests replace it).
 var experimentCommand = func() ([]string, error) {
 	exe, err := os.Executable()
@@ -168,7 +164,7 @@ func probeEvaluator(device string) experiment.ProbeFunc {
 		if err != nil {
 			return sum, err
 		}
-		return scoreProbes(m, tok, tmpl, items, filepath.Join(rundir.Dir(cfg.OutDir).Stage(stage), ProbeItemsFile))
+		return scoreProbes(m, tok, tmpl, items, rundir.Dir(cfg.OutDir).ProbeItems(stage))
 	}
 }
 

@@ -216,7 +216,7 @@ b = "aft-only"
 	if fmt.Sprint(steps) != "[1 2 3]" {
 		t.Errorf("steps of the resumed run %v", steps)
 	}
-	if log, _ := os.ReadFile(filepath.Join(run("aft-only/seed-1"), experiment.LogFile)); bytes.Count(log, []byte("=== msmtrain experiment")) != 2 {
+	if log, _ := os.ReadFile(filepath.Join(run("aft-only/seed-1"), rundir.ExperimentLog)); bytes.Count(log, []byte("=== msmtrain experiment")) != 2 {
 		t.Errorf("log:\n%s", log)
 	}
 
@@ -243,7 +243,7 @@ b = "aft-only"
 		}
 	}
 	var cached infer.ProbeSummary
-	b, _ = os.ReadFile(experiment.ProbeFile(run("spec-a/seed-2"), "aft"))
+	b, _ = os.ReadFile(rundir.Dir(run("spec-a/seed-2")).ProbeResult("aft"))
 	if err := json.Unmarshal(b, &cached); err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ b = "aft-only"
 			t.Errorf("%s: experiment %+v, msmtrain eval %+v", v, c, d)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(run("spec-a/seed-2"), "aft", ProbeItemsFile)); err != nil {
+	if _, err := os.Stat(rundir.Dir(run("spec-a/seed-2")).ProbeItems("aft")); err != nil {
 		t.Error(err)
 	}
 
@@ -284,7 +284,7 @@ func snapshot(t *testing.T, dir string) string {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		// the experiment adds its probe results and their per-item file; the trainer's files stay as they were
-		if fi.IsDir() || strings.HasSuffix(rel, "-probes.json") || strings.HasSuffix(rel, ProbeItemsFile) || rel == rundir.LockFile {
+		if fi.IsDir() || strings.HasSuffix(rel, "-probes.json") || strings.HasSuffix(rel, rundir.ProbeItemsFile) || rel == rundir.LockFile {
 			return nil
 		}
 		fmt.Fprintf(&b, "%s %d %s\n", rel, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))

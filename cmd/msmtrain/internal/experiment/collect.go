@@ -16,12 +16,6 @@ import (
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/train"
 )
 
-// ProbeFile is where a stage's probe results are cached: RUN/eval/<stage>-probes.json, beside the stage's
-// multiple-choice results (msmtrain report shows both).
-func ProbeFile(runDir, stage string) string {
-	return filepath.Join(rundir.Dir(runDir).EvalResults(), stage+"-probes.json")
-}
-
 // probeCache is the file ProbeFile: the summary, and what it was computed from. It is used again while the probe
 // file and the stage's DONE file (rewritten when the stage is trained again) keep their SHA-256.
 type probeCache struct {
@@ -56,7 +50,7 @@ func EvaluateProbes(c *Config, r *Run, fn ProbeFunc, warn io.Writer) (map[string
 		if err != nil {
 			return nil, fmt.Errorf("stage %s is not complete: %w", stage, err)
 		}
-		path := ProbeFile(r.Dir, stage)
+		path := rundir.Dir(r.Dir).ProbeResult(stage)
 		var cached probeCache
 		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &cached) == nil &&
 			cached.ProbesSHA256 == probesHash && cached.StageDoneSHA256 == doneHash && cached.Values != nil {

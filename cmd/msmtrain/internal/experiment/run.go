@@ -22,9 +22,6 @@ import (
 	"github.com/msmtrain/msmtrain/data/atomicfile"
 )
 
-// LogFile is the log of the training processes of a run, in its run directory (appended to on every start).
-const LogFile = "experiment.log"
-
 // ProbeFunc scores the probe file on the output of a stage of a finished run with config cfg.
 type ProbeFunc func(cfg *train.Config, stage, probes string) (infer.ProbeSummary, error)
 
@@ -192,7 +189,7 @@ func Execute(c *Config, runs []*Run, opt Options) error {
 		if st.State == Partial {
 			how = fmt.Sprintf("resuming (%d of %d stages done)", len(st.Done), len(r.Stages))
 		}
-		logPath := filepath.Join(r.Dir, LogFile)
+		logPath := rundir.Dir(r.Dir).ExperimentLogPath()
 		fmt.Fprintf(opt.Stdout, "%s: %s, log %s ... ", prefix, how, logPath)
 		start := time.Now()
 		code, err := trainRun(r, opt, logPath, func(p *os.Process) bool {

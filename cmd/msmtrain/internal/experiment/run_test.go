@@ -97,7 +97,7 @@ func TestExecuteAndReport(t *testing.T) {
 	if calls != 9 { // 3 runs of 2 stages, 3 of 1
 		t.Errorf("%d probe evaluations, want 9", calls)
 	}
-	log, _ := os.ReadFile(filepath.Join(runs[0].Dir, LogFile))
+	log, _ := os.ReadFile(rundir.Dir(runs[0].Dir).ExperimentLogPath())
 	if !strings.Contains(string(log), "fake trainer --config "+runs[0].ConfigFile) {
 		t.Errorf("log: %s", log)
 	}
@@ -282,7 +282,7 @@ func TestExecuteSignal(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the experiment did not stop")
 	}
-	log, _ := os.ReadFile(filepath.Join(runs[1].Dir, LogFile))
+	log, _ := os.ReadFile(rundir.Dir(runs[1].Dir).ExperimentLogPath())
 	if !strings.Contains(string(log), "got TERM") {
 		t.Errorf("the training process did not get SIGTERM:\n%s", log)
 	}

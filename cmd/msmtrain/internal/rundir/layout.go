@@ -30,6 +30,8 @@ const (
 	DataRecordFile   = "data.json"           // <stage>/data.json: the data the stage started on
 	GenerationsFile  = "generations.jsonl"   // <stage>/generations.jsonl: end-of-stage answers to eval_prompts
 	MCItemsFile      = "eval_mc_items.jsonl" // <stage>/eval_mc_items.jsonl: end-of-stage eval_mc, per item
+	ProbeItemsFile   = "probe_items.jsonl"   // <stage>/probe_items.jsonl: value probes of msmtrain experiment, per item
+	ExperimentLog    = "experiment.log"      // the output of the training processes msmtrain experiment started
 
 	CheckpointStateFile = "state.json"            // checkpoints/<name>/state.json: CheckpointState
 	CheckpointTrainable = "trainable.safetensors" // the trainable weights (those not sharded over processes)
@@ -52,14 +54,18 @@ func (d Dir) path(elem ...string) string {
 	return filepath.Join(append([]string{string(d)}, elem...)...)
 }
 
-func (d Dir) Config() string           { return d.path(ConfigFile) }
-func (d Dir) Metrics() string          { return d.path(MetricsFile) }
-func (d Dir) Summary() string          { return d.path(SummaryFile) }
-func (d Dir) Lock() string             { return d.path(LockFile) }
-func (d Dir) CheckpointDir() string    { return d.path(CheckpointsDir) }
-func (d Dir) TensorBoard() string      { return d.path(TensorBoardDir) }
-func (d Dir) EvalResults() string      { return d.path(EvalDir) }
-func (d Dir) Data(stage string) string { return d.path(DataDir, stage) }
+func (d Dir) Config() string  { return d.path(ConfigFile) }
+func (d Dir) Metrics() string { return d.path(MetricsFile) }
+func (d Dir) Summary() string { return d.path(SummaryFile) }
+func (d Dir) Lock() string    { return d.path(LockFile) }
+
+// ExperimentLogPath is the log of the training processes of a run of msmtrain experiment (appended to on every
+// start).
+func (d Dir) ExperimentLogPath() string { return d.path(ExperimentLog) }
+func (d Dir) CheckpointDir() string     { return d.path(CheckpointsDir) }
+func (d Dir) TensorBoard() string       { return d.path(TensorBoardDir) }
+func (d Dir) EvalResults() string       { return d.path(EvalDir) }
+func (d Dir) Data(stage string) string  { return d.path(DataDir, stage) }
 
 // Stage is the directory of a stage's products.
 func (d Dir) Stage(stage string) string        { return d.path(stage) }
@@ -69,6 +75,7 @@ func (d Dir) Done(stage string) string         { return d.path(stage, DoneFile) 
 func (d Dir) DataRecord(stage string) string   { return d.path(stage, DataRecordFile) }
 func (d Dir) Generations(stage string) string  { return d.path(stage, GenerationsFile) }
 func (d Dir) MCItems(stage string) string      { return d.path(stage, MCItemsFile) }
+func (d Dir) ProbeItems(stage string) string   { return d.path(stage, ProbeItemsFile) }
 
 // TensorBoardStage is the TensorBoard directory of a stage's scalars: tensorboard/<stage>/ (one TensorBoard run
 // per stage, as each stage counts its own steps from 1).
@@ -76,6 +83,10 @@ func (d Dir) TensorBoardStage(stage string) string { return d.path(TensorBoardDi
 
 // MCResult is the end-of-stage multiple-choice result file of a stage.
 func (d Dir) MCResult(stage string) string { return d.path(EvalDir, stage+"-mc.json") }
+
+// ProbeResult is the value-probe result of a stage (msmtrain experiment): {"n", "values": {V: {"n", "share",
+// "share_norm", "margin"}}, "probes_file", "probes_sha256", "stage_done_sha256"}.
+func (d Dir) ProbeResult(stage string) string { return d.path(EvalDir, stage+"-probes.json") }
 
 // Checkpoint is the directory of a stage's checkpoint after step optimizer steps.
 func (d Dir) Checkpoint(stage string, step int) string {
