@@ -142,20 +142,30 @@ func evalData(mf modelFlags, dir string, seqLen, rows, maxBatches int) (*dataMet
 	return res, nil
 }
 
-// evalMC scores a multiple-choice file and writes per-item results to items when given.
-func evalMC(mf modelFlags, path, family, items string) (*infer.MCSummary, error) {
+// chatModel reads what scoring chats with the model of mf needs: its tokenizer, its chat template (family, or the
+// one the model declares) and its config, checked against each other.
+func chatModel(mf modelFlags, family string) (*tokenizer.Tokenizer, *chat.Template, decoder.Config, error) {
 	tok, tmpl, tmplErr, err := loadChat(*mf.model, family)
 	if err != nil {
-		return nil, err
+		return nil, nil, decoder.Config{}, err
 	}
 	if tmpl == nil {
-		return nil, tmplErr
+		return nil, nil, decoder.Config{}, tmplErr
 	}
 	mcfg, err := decoder.ReadConfig(*mf.model)
 	if err != nil {
-		return nil, err
+		return nil, nil, decoder.Config{}, err
 	}
 	if err := checkVocab(*mf.model, mcfg, tok); err != nil {
+		return nil, nil, decoder.Config{}, err
+	}
+	return tok, tmpl, mcfg, nil
+}
+
+// evalMC scores a multiple-choice file and writes per-item results to items when given.
+func evalMC(mf modelFlags, path, family, items string) (*infer.MCSummary, error) {
+	tok, tmpl, mcfg, err := chatModel(mf, family)
+	if err != nil {
 		return nil, err
 	}
 	its, err := infer.LoadMC(path, tmpl, tok, mcfg.MaxPositionEmbeddings)
@@ -192,18 +202,8 @@ type probeValue struct {
 // evalProbes scores a value-probe file with the model of mf and writes per-item results to items when given; with
 // value, only that label's metrics are returned.
 func evalProbes(mf modelFlags, path, family, items, value string) (any, error) {
-	tok, tmpl, tmplErr, err := loadChat(*mf.model, family)
+	tok, tmpl, mcfg, err := chatModel(mf, family)
 	if err != nil {
-		return nil, err
-	}
-	if tmpl == nil {
-		return nil, tmplErr
-	}
-	mcfg, err := decoder.ReadConfig(*mf.model)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVocab(*mf.model, mcfg, tok); err != nil {
 		return nil, err
 	}
 	its, err := infer.LoadProbes(path, tmpl, tok, mcfg.MaxPositionEmbeddings)
