@@ -104,11 +104,23 @@ func ReadMC(r io.Reader, name string) ([]MCItem, error) {
 // LoadMC reads the multiple-choice file at path (ReadMC) and checks it before any model work: at least one item,
 // every prompt rendered by tmpl (CheckMC), every choice within maxPos positions (CheckMCPositions).
 func LoadMC(path string, tmpl *chat.Template, tok *tokenizer.Tokenizer, maxPos int) ([]MCItem, error) {
+	items, err := readItems(path, ReadMC)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkItems(tmpl, tok, items, maxPos); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+// readItems reads the JSONL file at path with read and refuses a file without items.
+func readItems[T any](path string, read func(io.Reader, string) ([]T, error)) ([]T, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	items, err := ReadMC(f, path)
+	items, err := read(f, path)
 	f.Close()
 	if err != nil {
 		return nil, err
@@ -116,13 +128,15 @@ func LoadMC(path string, tmpl *chat.Template, tok *tokenizer.Tokenizer, maxPos i
 	if len(items) == 0 {
 		return nil, fmt.Errorf("%s: no items", path)
 	}
-	if err := CheckMC(tmpl, items); err != nil {
-		return nil, err
-	}
-	if err := CheckMCPositions(tmpl, tok, items, maxPos); err != nil {
-		return nil, err
-	}
 	return items, nil
+}
+
+// checkItems is CheckMC and CheckMCPositions.
+func checkItems(tmpl *chat.Template, tok *tokenizer.Tokenizer, items []MCItem, maxPos int) error {
+	if err := CheckMC(tmpl, items); err != nil {
+		return err
+	}
+	return CheckMCPositions(tmpl, tok, items, maxPos)
 }
 
 // CheckMC renders every item's prompt, so that a chat the template rejects (an unknown role, say) is reported with

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 
 	"github.com/msmtrain/msmtrain/data/chat"
@@ -140,23 +139,11 @@ func ReadProbes(r io.Reader, name string) ([]ProbeItem, error) {
 // LoadProbes reads the probe file at path (ReadProbes) and checks it before any model work as LoadMC does: at
 // least one item, every prompt rendered by tmpl, every choice within maxPos positions.
 func LoadProbes(path string, tmpl *chat.Template, tok *tokenizer.Tokenizer, maxPos int) ([]ProbeItem, error) {
-	f, err := os.Open(path)
+	items, err := readItems(path, ReadProbes)
 	if err != nil {
 		return nil, err
 	}
-	items, err := ReadProbes(f, path)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	if len(items) == 0 {
-		return nil, fmt.Errorf("%s: no items", path)
-	}
-	mcs := mcItems(items)
-	if err := CheckMC(tmpl, mcs); err != nil {
-		return nil, err
-	}
-	if err := CheckMCPositions(tmpl, tok, mcs, maxPos); err != nil {
+	if err := checkItems(tmpl, tok, mcItems(items), maxPos); err != nil {
 		return nil, err
 	}
 	return items, nil
