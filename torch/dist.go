@@ -99,7 +99,10 @@ func (p *ProcessGroup) AllGather(t *Tensor) ([]*Tensor, error) {
 // GatherShard all-gathers every rank's 1-D shard (all of one length) and returns the first numel elements of the
 // whole, in rank order: the flat tensor a sharded weight was cut from. When grad is on and the shard requires
 // grad, the result is differentiable: backward sums its gradient over the ranks and gives each shard its part
-// (a reduce-scatter; Gloo all-reduces and keeps the slice). Every rank must call it at the same point.
+// (a reduce-scatter; Gloo all-reduces and keeps the slice). Every rank must call it at the same point, and its
+// backward collectives then run in the order the autograd engine picks, which for nodes that are ready together
+// follows libtorch's per-OS-thread sequence numbers: build the graph from one locked OS thread
+// (runtime.LockOSThread) on every rank, or ranks may order them differently and deadlock.
 func (p *ProcessGroup) GatherShard(shard *Tensor, numel int64) *Tensor {
 	if shard.err != nil {
 		return shard

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -34,6 +35,12 @@ func TestShardedWorker(t *testing.T) {
 	if !testenv.IsWorker() {
 		t.Skip("runs only as a child process of TestSharded")
 	}
+	// One OS thread for every libtorch call, as msmtrain does: the order in which backward runs the nodes that are
+	// ready together, and so the order of the gradient collectives, follows libtorch's per-thread sequence numbers.
+	// Built from calls on varying threads, a rank's graph can order them differently from the others' and the ranks
+	// deadlock (seen in CI: one rank gathering a layer for its recompute while the others all-reduced a gradient).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	env, err := dist.FromEnv(os.Getenv)
 	if err != nil {
 		t.Fatal(err)
