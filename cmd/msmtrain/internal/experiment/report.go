@@ -41,7 +41,8 @@ type SeedValue struct {
 	Value float64 `json:"value"`
 }
 
-// Comparison is Welch's t-test of a metric between two arms at a stage.
+// Comparison tests a metric's difference between two arms at a stage: a paired t-test when both arms have
+// finished runs of the same seeds (at least two), else Welch's t-test.
 type Comparison struct {
 	Metric string       `json:"metric"`
 	Stage  string       `json:"stage"`
@@ -56,7 +57,16 @@ type Comparison struct {
 	DF     rundir.Float `json:"df"`
 	P      rundir.Float `json:"p"`
 	Note   string       `json:"note,omitempty"` // why t and p are null
+	Test   string       `json:"test"`           // TestPaired or TestWelch: what T, DF and P are of
+	Pairs  int          `json:"pairs"`          // seeds both arms have a finished run of
+	WelchP rundir.Float `json:"p_welch"`        // Welch's p as well, for reference
 }
+
+// The tests a Comparison makes.
+const (
+	TestPaired = "paired t"
+	TestWelch  = "Welch t"
+)
 
 // EffectResult is the comparison the experiment file names in [effect].
 type EffectResult struct {
@@ -118,13 +128,21 @@ func BuildReport(c *Config, results []RunResult) *Report {
 		}
 	}
 	compare := func(metric, stage, a, b string) Comparison {
-		va, vb := plain(values(a, stage, metric)), plain(values(b, stage, metric))
+		sa, sb := values(a, stage, metric), values(b, stage, metric)
+		va, vb := plain(sa), plain(sb)
 		ma, _ := MeanSD(va)
 		mb, _ := MeanSD(vb)
 		w := WelchTest(va, vb)
-		return Comparison{Metric: metric, Stage: stage, A: a, B: b, NA: len(va), NB: len(vb), MeanA: rundir.Float(ma),
+		cmp := Comparison{Metric: metric, Stage: stage, A: a, B: b, NA: len(va), NB: len(vb), MeanA: rundir.Float(ma),
 			MeanB: rundir.Float(mb), Diff: rundir.Float(w.Diff), T: rundir.Float(w.T), DF: rundir.Float(w.DF), P: rundir.Float(w.P),
-			Note: w.Note}
+			Note: w.Note, Test: TestWelch, WelchP: rundir.Float(w.P)}
+		pa, pb := pairs(sa, sb)
+		cmp.Pairs = len(pa)
+		if len(pa) >= 2 && len(pa) == len(va) && len(pa) == len(vb) {
+			pt := PairedTest(pa, pb)
+			cmp.Test, cmp.T, cmp.DF, cmp.P, cmp.Note = TestPaired, rundir.Float(pt.T), rundir.Float(pt.DF), rundir.Float(pt.P), pt.Note
+		}
+		return cmp
 	}
 	for i, a := range c.Arms {
 		for _, b := range c.Arms[i+1:] {
@@ -149,6 +167,26 @@ func BuildReport(c *Config, results []RunResult) *Report {
 	}
 	rep.PlotMetric = plotMetric(c, metrics)
 	return rep
+}
+
+// TestSays names the test whose p the comparison gives: "paired t over 3 seeds (Welch's p = 0.12)" or "Welch t".
+func (c Comparison) TestSays() string {
+	if c.Test == TestPaired {
+		return fmt.Sprintf("%s over %d seeds (Welch's p = %s)", c.Test, c.Pairs, formatP(float64(c.WelchP)))
+	}
+	return c.Test
+}
+
+// pairs returns the values of a and b of the seeds both have, in the order of a.
+func pairs(a, b []SeedValue) (pa, pb []float64) {
+	for _, x := range a {
+		for _, y := range b {
+			if x.Seed == y.Seed {
+				pa, pb = append(pa, x.Value), append(pb, y.Value)
+			}
+		}
+	}
+	return pa, pb
 }
 
 func stagesDone(r RunResult) string {
@@ -301,7 +339,8 @@ func (rep *Report) Markdown(w io.Writer, plot string) error {
 	}
 	p("- %d arms × %d seeds = %d runs, %d finished\n", len(rep.Arms), len(rep.Seeds), len(rep.Runs), finished)
 	if rep.Effect != nil {
-		p("\n```\n%s\n```\n\n(at stage %s, %d vs %d runs)\n", rep.Effect.Line, rep.Effect.Stage, rep.Effect.NA, rep.Effect.NB)
+		p("\n```\n%s\n```\n\n(at stage %s, %d vs %d runs; %s)\n", rep.Effect.Line, rep.Effect.Stage, rep.Effect.NA, rep.Effect.NB,
+			rep.Effect.TestSays())
 	}
 	if len(rep.Unfinished) > 0 {
 		p("\n**Not finished, left out of every figure below:** %s.\n", strings.Join(rep.Unfinished, "; "))
@@ -355,24 +394,30 @@ func (rep *Report) Markdown(w io.Writer, plot string) error {
 
 	p("\n## Differences between arms\n\n")
 	n := len(rep.Seeds)
-	p("Each pair of arms, each metric, at the last stage both arms have: the difference of the means (A − B) and ")
-	p("Welch's two-sample t-test (two-sided, Welch–Satterthwaite degrees of freedom). Why Welch: an arm has only a ")
-	p("handful of seeds, and its spread need not equal another's (an arm that learned nothing can be much more or ")
-	p("less variable than one that did); Welch's test does not assume equal variances, only that a metric is roughly ")
-	p("normal across seeds. A permutation test assumes less, but cannot resolve so few runs: ")
+	p("Each pair of arms, each metric, at the last stage both arms have: the difference of the means (A − B) and a ")
+	p("two-sided t-test. When both arms have finished runs of the same seeds (at least 2), the test is **paired**: ")
+	p("a one-sample t-test of the per-seed differences (n − 1 degrees of freedom). The seed of a run sets its ")
+	p("initialisation and data order, so the runs of one seed share everything before the arms differ (a stage that ")
+	p("every arm runs alike, such as a pretraining stage, is the same model in each), and what a seed does to both ")
+	p("arms cancels in the difference; with a handful of seeds that seed-to-seed spread would otherwise swamp the ")
+	p("difference between the arms. Otherwise (a run missing or failed in one arm) the test is **Welch's** two-sample ")
+	p("t-test (Welch–Satterthwaite degrees of freedom), which does not assume equal variances; its p is given for every ")
+	p("comparison, for reference. Both assume a metric roughly normal across seeds. A permutation test assumes less, ")
+	p("but cannot resolve so few runs: ")
 	if n >= 2 {
 		splits := binomial(2*n, n)
-		p("with %d seeds per arm there are only C(%d, %d) = %.0f ways to split the %d runs, so its two-sided p-value can ", n, 2*n, n, splits, 2*n)
-		p("never be below 2/%.0f = %s, however large the difference. ", splits, formatP(2/splits))
+		p("with %d seeds there are only 2^%d = %d sign flips of the paired differences and C(%d, %d) = %.0f splits of the ", n, n, 1<<n, 2*n, n, splits)
+		p("%d runs, so its two-sided p-value could never be below %s (paired) or %s (unpaired), however large the ", 2*n, formatP(2/float64(int(1)<<n)), formatP(2/splits))
+		p("difference. ")
 	} else {
 		p("with one seed per arm there is nothing to permute. ")
 	}
 	p("The p-values are not corrected for the number of comparisons in this table: the `[effect]` comparison is the ")
-	p("one the experiment names in advance. t and p are n/a when a group has fewer than 2 runs or neither has any spread.\n\n")
+	p("one the experiment names in advance. t and p are n/a when there are fewer than 2 runs (or pairs) or no spread.\n\n")
 	if len(rep.Comparisons) == 0 {
 		p("No comparisons: fewer than two arms with results.\n")
 	} else {
-		head := []string{"metric", "stage", "A", "B", "n A", "n B", "mean A", "mean B", "A − B", "t", "df", "p"}
+		head := []string{"metric", "stage", "A", "B", "n A", "n B", "mean A", "mean B", "A − B", "test", "t", "df", "p", "Welch p"}
 		row(bw, head)
 		row(bw, slices.Repeat([]string{"---"}, len(head)))
 		for _, c := range rep.Comparisons {
@@ -381,7 +426,7 @@ func (rep *Report) Markdown(w io.Writer, plot string) error {
 				pv += " (" + c.Note + ")"
 			}
 			row(bw, []string{c.Metric, c.Stage, c.A, c.B, strconv.Itoa(c.NA), strconv.Itoa(c.NB), f3(float64(c.MeanA)), f3(float64(c.MeanB)),
-				f3(float64(c.Diff)), decimals(float64(c.T), 2), decimals(float64(c.DF), 1), pv})
+				f3(float64(c.Diff)), c.Test, decimals(float64(c.T), 2), decimals(float64(c.DF), 1), pv, formatP(float64(c.WelchP))})
 		}
 	}
 

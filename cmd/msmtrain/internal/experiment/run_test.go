@@ -49,13 +49,14 @@ done
 echo "{\"stages\":[$all]}" > "$dir/summary.json"
 `
 
-// fakeProbes scores a run by its arm and seed: spec-a prefers frugality more, and more after aft.
+// fakeProbes scores a run by its arm and seed: spec-a prefers frugality more, and more after aft; the seed adds to
+// every arm.
 func fakeProbes(calls *int) ProbeFunc {
 	return func(cfg *train.Config, stage, probes string) (infer.ProbeSummary, error) {
 		*calls++
 		share := 0.5 + 0.01*float64(cfg.Seed)
 		if strings.Contains(cfg.OutDir, "/spec-a/") {
-			share += 0.2
+			share += 0.2 + 0.002*float64(cfg.Seed*cfg.Seed) // a seed's runs differ by more than a constant
 			if stage == "aft" {
 				share += 0.1
 			}
@@ -91,7 +92,7 @@ func TestExecuteAndReport(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 6 || !strings.HasPrefix(lines[0], "[1/6] spec-a/seed-1: training, log ") ||
-		!strings.Contains(lines[0], "probe share after aft: frugality 0.810, speed 0.190") {
+		!strings.Contains(lines[0], "probe share after aft: frugality 0.812, speed 0.188") {
 		t.Fatalf("progress:\n%s", out.String())
 	}
 	if calls != 9 { // 3 runs of 2 stages, 3 of 1
@@ -121,20 +122,32 @@ func TestExecuteAndReport(t *testing.T) {
 		t.Errorf("%d evaluations after the probes changed, want 18", calls)
 	}
 	rep := BuildReport(c, results)
-	// spec-a after aft: 0.8 + seed/100 = 0.81, 0.82, 0.83; aft-only: 0.51, 0.52, 0.53. sd 0.01 each.
-	if rep.Effect == nil || rep.Effect.Line != "effect: probe.frugality.share spec-a 0.820±0.010 vs aft-only 0.520±0.010, difference 0.300, p = "+
-		formatP(WelchTest([]float64{0.81, 0.82, 0.83}, []float64{0.51, 0.52, 0.53}).P) {
+	// spec-a after aft: 0.8 + seed/100 + seed²/500 = 0.812, 0.828, 0.848 (mean 0.8293, sd 0.0180); aft-only: 0.51,
+	// 0.52, 0.53 (sd 0.01). Both arms have seeds 1-3: the test is paired, on the differences 0.302, 0.308, 0.318.
+	specA, aftOnly := []float64{0.812, 0.828, 0.848}, []float64{0.51, 0.52, 0.53}
+	paired := PairedTest(specA, aftOnly)
+	if rep.Effect == nil || rep.Effect.Line != "effect: probe.frugality.share spec-a 0.829±0.018 vs aft-only 0.520±0.010, difference 0.309, p = "+
+		formatP(paired.P) {
 		t.Fatalf("effect %+v", rep.Effect)
 	}
-	if p := float64(rep.Effect.P); !(p > 0 && p < 1e-4) {
+	if e := rep.Effect; e.Test != TestPaired || e.Pairs != 3 || float64(e.DF) != 2 || math.Abs(float64(e.T)-paired.T) > 1e-6*paired.T ||
+		math.Abs(float64(e.WelchP)-WelchTest(specA, aftOnly).P) > 1e-9 {
+		t.Errorf("effect test %+v, want paired t = %v on 2 df", e.Comparison, paired.T)
+	}
+	if p := float64(rep.Effect.P); !(p > 0 && p < 1e-3) {
 		t.Errorf("p %v", p)
+	}
+	if got := rep.Effect.TestSays(); got != "paired t over 3 seeds (Welch's p = "+formatP(WelchTest(specA, aftOnly).P)+")" {
+		t.Errorf("test says %q", got)
 	}
 	var found bool
 	for _, s := range rep.Stats {
 		if s.Arm == "spec-a" && s.Stage == "msm" && s.Metric == "probe.speed.margin" {
 			found = true
-			// 0.5 - (0.7 + seed/100): -0.21, -0.22, -0.23
-			if s.N != 3 || math.Abs(float64(s.Mean)+0.22) > 1e-9 || math.Abs(float64(s.SD)-0.01) > 1e-9 || s.Values[2].Seed != 3 {
+			// 0.5 - (0.7 + seed/100 + seed²/500): -0.212, -0.228, -0.248; mean -0.688/3, deviations 0.052/3, 0.004/3,
+			// -0.056/3: sd = sqrt((0.052² + 0.004² + 0.056²) / 9 / 2)
+			mean, sd := -0.688/3, math.Sqrt(0.005856/18)
+			if s.N != 3 || math.Abs(float64(s.Mean)-mean) > 1e-9 || math.Abs(float64(s.SD)-sd) > 1e-9 || s.Values[2].Seed != 3 {
 				t.Errorf("%+v", s)
 			}
 		}
@@ -157,7 +170,8 @@ func checkReportFiles(t *testing.T, dir string, rep *Report) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{rep.Effect.Line, "Welch", "C(6, 3) = 20", "0.10", "![probe.frugality.share", "### probe.frugality.share"} {
+	for _, w := range []string{rep.Effect.Line, "paired", "Welch", "2^3 = 8", "C(6, 3) = 20", "0.25", "0.10", "![probe.frugality.share",
+		"### probe.frugality.share", "| paired t |"} {
 		if !strings.Contains(string(md), w) {
 			t.Errorf("report.md does not say %q:\n%s", w, md)
 		}
@@ -211,7 +225,7 @@ func TestReportUnfinished(t *testing.T) {
 	if got := strings.Join(rep.Unfinished, "; "); got != "spec-a/seed-2 (partial, done: msm); aft-only/seed-2 (not started)" {
 		t.Errorf("unfinished: %s", got)
 	}
-	want := "effect: probe.frugality.share spec-a 0.810±n/a vs aft-only 0.510±n/a, difference 0.300, p = n/a"
+	want := "effect: probe.frugality.share spec-a 0.812±n/a vs aft-only 0.510±n/a, difference 0.302, p = n/a"
 	if rep.Effect.Line != want || rep.Effect.Note != "fewer than 2 values in a group" {
 		t.Errorf("effect %q (%s), want %q", rep.Effect.Line, rep.Effect.Note, want)
 	}

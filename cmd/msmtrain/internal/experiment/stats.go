@@ -65,3 +65,41 @@ func WelchTest(a, b []float64) Welch {
 func twoSidedP(t, df float64) float64 {
 	return 2 * distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.Survival(math.Abs(t))
 }
+
+// Paired is the result of a paired t-test: the arms' values matched by seed.
+type Paired struct {
+	N    int     // pairs
+	Diff float64 // mean of the differences a - b
+	T    float64 // NaN when undefined (see Note)
+	DF   float64 // N - 1
+	P    float64 // two-sided
+	Note string  // why T and P are undefined, when they are
+}
+
+// PairedTest tests whether the mean of the differences d = a[i] - b[i] is zero: t = mean(d) / (sd(d) / sqrt(n)) on
+// n - 1 degrees of freedom, two-sided (a one-sample t-test of the differences). a and b must be the same length,
+// a[i] and b[i] one pair. With fewer than two pairs, or differences without spread (equal to 1e-9 relative), t is undefined: T, DF and P
+// are NaN and Note says why (Diff is still given when there is a pair).
+func PairedTest(a, b []float64) Paired {
+	if len(a) != len(b) {
+		panic("experiment: PairedTest of unequal lengths")
+	}
+	d := make([]float64, len(a))
+	for i := range a {
+		d[i] = a[i] - b[i]
+	}
+	md, sd := MeanSD(d)
+	p := Paired{N: len(d), Diff: md, T: math.NaN(), DF: math.NaN(), P: math.NaN()}
+	switch {
+	case len(d) < 2:
+		p.Note = "fewer than 2 pairs"
+		return p
+	case sd <= 1e-9*math.Abs(md): // equal up to rounding (0.5-0.3 and 0.7-0.5 differ in the last bit)
+		p.Note = "no spread in the paired differences"
+		return p
+	}
+	p.T = md / (sd / math.Sqrt(float64(len(d))))
+	p.DF = float64(len(d) - 1)
+	p.P = twoSidedP(p.T, p.DF)
+	return p
+}

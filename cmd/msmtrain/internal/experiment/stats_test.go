@@ -133,3 +133,41 @@ func TestWelchSmall(t *testing.T) {
 		}
 	}
 }
+
+// TestPairedPublished: Student's sleep data (Cushny and Peebles; R's `sleep`), the extra hours of sleep of ten
+// patients under two drugs, whose paired t-test R gives as t = -4.0621, df = 9, p-value = 0.002833, mean difference
+// -1.58 (t.test(extra ~ group, data = sleep, paired = TRUE)).
+func TestPairedPublished(t *testing.T) {
+	a := []float64{0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0}
+	b := []float64{1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4}
+	p := PairedTest(a, b)
+	if p.N != 10 || !same(p.Diff, -1.58, 1e-12) || !same(p.T, -4.0621, 5e-5) || p.DF != 9 || !same(p.P, 0.002833, 5e-7) {
+		t.Errorf("%+v, want t -4.0621 df 9 p 0.002833", p)
+	}
+	// The same data unpaired: the spread between patients hides the difference.
+	if w := WelchTest(a, b); w.P < 0.05 {
+		t.Errorf("Welch p %v: the unpaired test should not find it", w.P)
+	}
+}
+
+// TestPairedSmall: three pairs worked out by hand (2 degrees of freedom, closed-form tail) and the degenerate cases.
+func TestPairedSmall(t *testing.T) {
+	// d = 0.2, 0.1, 0.3: mean 0.2, sd 0.1, t = 0.2 / (0.1/sqrt 3) = 2 sqrt 3; p = 1 - t/sqrt(2+t²) = 1 - sqrt(12/14).
+	p := PairedTest([]float64{0.6, 0.7, 0.9}, []float64{0.4, 0.6, 0.6})
+	if !same(p.Diff, 0.2, 1e-12) || !same(p.T, 2*math.Sqrt(3), 1e-9) || p.DF != 2 || !same(p.P, 1-math.Sqrt(12.0/14), 1e-9) {
+		t.Errorf("%+v", p)
+	}
+	for _, c := range []struct {
+		a, b []float64
+		note string
+	}{
+		{[]float64{0.5, 0.7}, []float64{0.3, 0.5}, "no spread in the paired differences"},
+		{[]float64{0.5}, []float64{0.3}, "fewer than 2 pairs"},
+		{nil, nil, "fewer than 2 pairs"},
+	} {
+		p := PairedTest(c.a, c.b)
+		if p.Note != c.note || !math.IsNaN(p.T) || !math.IsNaN(p.P) || !math.IsNaN(p.DF) {
+			t.Errorf("%v vs %v: %+v, want NaN and %q", c.a, c.b, p, c.note)
+		}
+	}
+}
