@@ -72,10 +72,11 @@ demo: msmtrain
 
 # The toy world's data and configs are written by the binary (deterministic), then the experiment trains every arm
 # and seed (a re-run skips finished runs and resumes an interrupted one) and prints its report's effect line last.
+# SEEDS=4,5,6 runs other seeds than the experiment file's (the report covers the seeds of the last invocation).
 EXPERIMENT_DIR ?= runs/toy
 experiment: msmtrain
 	./msmtrain toyworld --out $(EXPERIMENT_DIR)
-	./msmtrain experiment --config $(EXPERIMENT_DIR)/experiment.toml
+	./msmtrain experiment --config $(EXPERIMENT_DIR)/experiment.toml $(if $(SEEDS),--seeds $(SEEDS))
 
 msm: msmtrain
 	./msmtrain --config $(CONFIG)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/msmtrain/msmtrain/cmd/msmtrain/internal/experiment"
@@ -30,6 +31,7 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	slurm := fs.String("slurm", "", "write an sbatch array script here (one task per arm × seed) and every run's config, and train nothing")
 	reportOnly := fs.Bool("report-only", false, "train nothing: score the probes on the finished runs (cached) and write the report")
 	dryRun := fs.Bool("dry-run", false, "print the arm × seed runs, their state and directories, and do nothing")
+	seeds := fs.String("seeds", "", "comma-separated seeds replacing the file's (e.g. 4,5,6: the same arms, other runs)")
 	device := fs.String("device", "", "device of the probe evaluations (cpu, cuda, cuda:N; default: each run's model.device)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,6 +60,19 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *seeds != "" {
+		var ss []int64
+		for _, f := range strings.Split(*seeds, ",") {
+			v, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				return fmt.Errorf("experiment: --seeds %s: %q is not an integer", *seeds, f)
+			}
+			ss = append(ss, v)
+		}
+		if err := c.SetSeeds(ss); err != nil {
+			return fmt.Errorf("experiment: --seeds: %w", err)
+		}
+	}
 	runs, err := c.Expand()
 	if err != nil {
 		return err
@@ -65,6 +80,9 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 	again := "msmtrain experiment --config " + *path
 	if *out != "" {
 		again += " --out " + *out
+	}
+	if *seeds != "" {
+		again += " --seeds " + *seeds
 	}
 	switch {
 	case *dryRun:
@@ -101,6 +119,7 @@ func runExperiment(args []string, stdout, stderr io.Writer) error {
 			strings.Join(rep.Unfinished, "; "))
 	}
 	if rep.Effect != nil {
+		fmt.Fprintf(stdout, "effect at stage %s: %s\n", rep.Effect.Stage, rep.Effect.TestSays())
 		fmt.Fprintln(stdout, rep.Effect.Line)
 	}
 	return nil

@@ -168,6 +168,17 @@ b = "aft-only"
 	if err != nil || !strings.Contains(o, "spec-a    1     msm,aft  finished") || !strings.Contains(o, "aft-only  1     aft      not started") {
 		t.Fatalf("--dry-run: %v\n%s", err, o)
 	}
+	// --seeds: the same arms, other runs; seed 1 is the same run as before.
+	o, err = runCmd(t, "experiment", "--config", exp, "--seeds", "3,1", "--dry-run")
+	if err != nil || !strings.Contains(o, "spec-a    3     msm,aft  not started") || !strings.Contains(o, "spec-a    1     msm,aft  finished") ||
+		strings.Contains(o, " 2     ") {
+		t.Fatalf("--seeds 3,1 --dry-run: %v\n%s", err, o)
+	}
+	for _, bad := range []string{"1,1", "1,x", "-2"} {
+		if o, err := runCmd(t, "experiment", "--config", exp, "--seeds", bad, "--dry-run"); err == nil || !strings.Contains(err.Error(), "--seeds") {
+			t.Errorf("--seeds %s: %v\n%s", bad, err, o)
+		}
+	}
 	first := snapshot(t, run("spec-a/seed-1"))
 
 	// The second run stops after 2 of its 3 steps: the experiment stops with status 3 and says how to continue.
@@ -204,6 +215,9 @@ b = "aft-only"
 	if !strings.HasPrefix(last, "effect: probe.frugality.share spec-a ") || !strings.Contains(last, " vs aft-only ") ||
 		!strings.Contains(last, ", p = ") || strings.Contains(last, "NaN") {
 		t.Errorf("last line %q", last)
+	}
+	if l := lines[len(lines)-2]; !strings.HasPrefix(l, "effect at stage aft: paired t over 2 seeds (Welch's p = ") {
+		t.Errorf("the line before the effect: %q, want the test (paired: both arms ran seeds 1 and 2)", l)
 	}
 	if got := snapshot(t, run("spec-a/seed-1")); got != first {
 		t.Errorf("the finished run changed:\n%s\nnow:\n%s", first, got)

@@ -150,20 +150,21 @@ func Load(path, outDir string) (*Config, error) {
 	return c, nil
 }
 
-// check validates the experiment file and reads the base config's stages.
-func (c *Config) check() error {
-	switch {
-	case c.Base == "":
-		return errors.New("base: the training config the arms modify is required")
-	case c.OutDir == "":
-		return errors.New("out_dir is required (or --out)")
-	case len(c.Seeds) == 0:
+// SetSeeds replaces the file's seeds (msmtrain experiment --seeds): the same arms, other runs.
+func (c *Config) SetSeeds(seeds []int64) error {
+	if err := checkSeeds(seeds); err != nil {
+		return err
+	}
+	c.Seeds = slices.Clone(seeds)
+	return nil
+}
+
+func checkSeeds(seeds []int64) error {
+	if len(seeds) == 0 {
 		return errors.New("seeds: at least one seed is required")
-	case len(c.Arms) == 0:
-		return errors.New("arms: at least one [[arms]] is required")
 	}
 	seen := map[int64]bool{}
-	for _, s := range c.Seeds {
+	for _, s := range seeds {
 		if s < 0 {
 			return fmt.Errorf("seeds: %d: want seeds >= 0", s)
 		}
@@ -171,6 +172,22 @@ func (c *Config) check() error {
 			return fmt.Errorf("seeds: %d appears twice", s)
 		}
 		seen[s] = true
+	}
+	return nil
+}
+
+// check validates the experiment file and reads the base config's stages.
+func (c *Config) check() error {
+	switch {
+	case c.Base == "":
+		return errors.New("base: the training config the arms modify is required")
+	case c.OutDir == "":
+		return errors.New("out_dir is required (or --out)")
+	case len(c.Arms) == 0:
+		return errors.New("arms: at least one [[arms]] is required")
+	}
+	if err := checkSeeds(c.Seeds); err != nil {
+		return err
 	}
 	if c.Probes.File != "" { // its format now, not after the first run
 		items, err := readProbes(c.Probes.File)

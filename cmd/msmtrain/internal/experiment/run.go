@@ -129,6 +129,7 @@ func (e *StoppedError) Error() string {
 
 // Execute trains every run that is not finished, one after the other, each by a child process whose output goes
 // to RUN/experiment.log, and scores the probes on every stage of each finished run (cached in the run directory).
+// A run not started yet is first given the finished stages it shares with an earlier run of its seed (share.go).
 // One line per run is printed. SIGTERM, SIGINT and SIGUSR1 are passed to the running child, which saves a
 // checkpoint and exits with status 3; the experiment then stops with a StoppedError, as it does when a child
 // exits 3 on its own.
@@ -186,6 +187,16 @@ func Execute(c *Config, runs []*Run, opt Options) error {
 			continue
 		}
 		how := "training"
+		if st.State == NotStarted {
+			donor, stages, err := shareFrom(r, runs)
+			if err == nil && donor != nil {
+				err = shareStages(r, donor, stages)
+				how = fmt.Sprintf("training (%s shared with %s)", strings.Join(stages, ", "), donor.Name())
+			}
+			if err != nil {
+				return fmt.Errorf("experiment: %w", err)
+			}
+		}
 		if st.State == Partial {
 			how = fmt.Sprintf("resuming (%d of %d stages done)", len(st.Done), len(r.Stages))
 		}

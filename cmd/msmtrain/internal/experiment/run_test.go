@@ -22,7 +22,8 @@ import (
 )
 
 // fakeTrainer stands in for `msmtrain --config FILE`: it writes what a finished run leaves in its directory
-// (config.toml, each stage's summary.json and DONE with a held-out loss, summary.json), or with FAKE_MODE=wait
+// (config.toml, each stage's output, metrics.jsonl line, summary.json and DONE with a held-out loss, summary.json;
+// a stage with a DONE file is skipped, as msmtrain does), or with FAKE_MODE=wait
 // waits for SIGTERM and exits 3 as msmtrain does after saving a checkpoint.
 const fakeTrainer = `
 cfg=$2
@@ -40,7 +41,14 @@ case $dir in */aft-only/*) stages=aft ;; *) stages="msm aft" ;; esac
 cp "$cfg" "$dir/config.toml"
 all=
 for s in $stages; do
-  mkdir -p "$dir/$s"
+  if [ -f "$dir/$s/DONE" ]; then
+    echo "stage $s: already complete, skipping"
+    all="$all${all:+,}$(cat "$dir/$s/DONE")"
+    continue
+  fi
+  mkdir -p "$dir/$s/output"
+  echo "weights of $dir $s" > "$dir/$s/output/model.safetensors"
+  echo "{\"kind\":\"train\",\"stage\":\"$s\",\"step\":1,\"loss\":${#dir}}" >> "$dir/metrics.jsonl"
   loss=$(( ${#dir} % 7 ))
   echo "{\"name\":\"$s\",\"kind\":\"msm\",\"steps\":2,\"final_eval_loss\":1.$loss}" > "$dir/$s/summary.json"
   cp "$dir/$s/summary.json" "$dir/$s/DONE"

@@ -96,6 +96,9 @@ type StageSummary struct {
 	EvalNote      string   `json:"eval_note,omitempty"`
 	Seconds       float64  `json:"seconds"`
 	Output        string   `json:"output"`
+	// SharedFrom is the run directory where the stage was trained, when msmtrain experiment gave this run the
+	// stage of another run of its seed with the same config up to it (empty: trained in this run).
+	SharedFrom string `json:"shared_from,omitempty"`
 }
 
 // Summary is the run's summary.json.
