@@ -119,7 +119,9 @@ func shareStages(r, donor *Run, stages []string) error {
 			return err
 		}
 		sum.Output = dst.Output(s)
-		sum.SharedFrom = donor.Dir
+		if sum.SharedFrom == "" { // else the donor was given it too: name where it was trained
+			sum.SharedFrom = donor.Dir
+		}
 		for _, name := range []string{rundir.StageSummaryFile, rundir.DoneFile} {
 			if err := rundir.WriteJSON(filepath.Join(built, name), sum); err != nil {
 				os.RemoveAll(tmp)

@@ -104,6 +104,14 @@ func TestSharedStages(t *testing.T) {
 			t.Errorf("%s shared its first stage: %+v", n, sum)
 		}
 	}
+	// Given by a run that was given it: the summary names where the stage was trained.
+	third := &Run{Arm: "third", Seed: 1, Dir: filepath.Join(t.TempDir(), "third")}
+	if err := shareStages(third, byName["b/seed-1"], []string{"msm"}); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := rundir.ReadStageSummary(rundir.Dir(third.Dir).Done("msm")); err != nil || sum.SharedFrom != byName["a/seed-1"].Dir {
+		t.Errorf("shared twice: %+v (%v), want shared_from %s", sum, err, byName["a/seed-1"].Dir)
+	}
 	// Every run is finished and reported; a second Execute skips them all.
 	out.Reset()
 	if err := Execute(c, runs, fakeOptions(&out, &calls)); err != nil || strings.Count(out.String(), "finished earlier, skipped") != 8 {
