@@ -22,7 +22,8 @@ import (
 )
 
 // fakeTrainer stands in for `msmtrain --config FILE`: it writes what a finished run leaves in its directory
-// (config.toml, each stage's output, metrics.jsonl line, summary.json and DONE with a held-out loss, summary.json;
+// (config.toml, each stage's output, metrics.jsonl line, eval_mc result, summary.json and DONE with a held-out
+// loss, summary.json;
 // a stage with a DONE file is skipped, as msmtrain does), or with FAKE_MODE=wait
 // waits for SIGTERM and exits 3 as msmtrain does after saving a checkpoint.
 const fakeTrainer = `
@@ -49,6 +50,8 @@ for s in $stages; do
   mkdir -p "$dir/$s/output"
   echo "weights of $dir $s" > "$dir/$s/output/model.safetensors"
   echo "{\"kind\":\"train\",\"stage\":\"$s\",\"step\":1,\"loss\":${#dir}}" >> "$dir/metrics.jsonl"
+  mkdir -p "$dir/eval"
+  echo "{\"n\":4,\"mc_accuracy\":0.$(( ${#dir} % 10 )),\"mc_accuracy_norm\":0.5,\"mc_margin\":0.1}" > "$dir/eval/$s-mc.json"
   loss=$(( ${#dir} % 7 ))
   echo "{\"name\":\"$s\",\"kind\":\"msm\",\"steps\":2,\"final_eval_loss\":1.$loss}" > "$dir/$s/summary.json"
   cp "$dir/$s/summary.json" "$dir/$s/DONE"

@@ -92,8 +92,8 @@ func shareFrom(r *Run, runs []*Run) (*Run, []string, error) {
 }
 
 // shareStages puts the stages of donor into r's run directory, which training has not started (no config.toml):
-// each stage directory is assembled in a temporary directory beside its place and renamed into it, then
-// metrics.jsonl is written with the donor's lines of those stages. An interruption leaves each stage directory
+// each stage directory is assembled in a temporary directory beside its place and renamed into it, then its
+// eval_mc result (eval/<stage>-mc.json) copied and metrics.jsonl written with the donor's lines of those stages. An interruption leaves each stage directory
 // complete or absent.
 func shareStages(r, donor *Run, stages []string) error {
 	src, dst := rundir.Dir(donor.Dir), rundir.Dir(r.Dir)
@@ -131,6 +131,21 @@ func shareStages(r, donor *Run, stages []string) error {
 		err = atomicfile.PublishDir(built, dst.Stage(s))
 		os.RemoveAll(tmp)
 		if err != nil {
+			return err
+		}
+	}
+	for _, s := range stages { // the stages' end-of-stage multiple choice, kept outside their directories
+		b, err := os.ReadFile(src.MCResult(s))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(dst.MCResult(s)), 0o755); err != nil {
+			return err
+		}
+		if err := rundir.WriteFile(dst.MCResult(s), b); err != nil {
 			return err
 		}
 	}

@@ -87,6 +87,9 @@ func TestSharedStages(t *testing.T) {
 		if err1 != nil || err2 != nil || !os.SameFile(fa, fb) {
 			t.Errorf("b/%s msm output is not a's file: %v %v", seed, err1, err2)
 		}
+		if ca, cb := readFile(t, a.MCResult("msm")), readFile(t, b.MCResult("msm")); ca != cb {
+			t.Errorf("b/%s eval/msm-mc.json %q, a's %q", seed, cb, ca)
+		}
 		ma, _ := os.ReadFile(a.Metrics())
 		mb, _ := os.ReadFile(b.Metrics())
 		msmA := strings.SplitAfter(string(ma), "\n")[0] // the fake writes msm's line, then aft's
@@ -117,4 +120,13 @@ func TestSharedStages(t *testing.T) {
 	if err := Execute(c, runs, fakeOptions(&out, &calls)); err != nil || strings.Count(out.String(), "finished earlier, skipped") != 8 {
 		t.Errorf("re-run: %v\n%s", err, out.String())
 	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

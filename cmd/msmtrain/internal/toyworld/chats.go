@@ -62,8 +62,10 @@ func answer(o *Option) string { return "I suggest " + o.Phrase() + "." }
 
 // AFTChats returns the AFT demonstrations (every AFT pair in both orders, each in three of the six training
 // wordings) and the validation chats (the same pairs in two other wordings). The assistant picks the option
-// that is cheap and quick, which both specs agree on.
-func (w *World) AFTChats() (train, val []Chat) {
+// that is cheap and quick, which both specs agree on. valMC are the validation chats as multiple choice: the
+// request, the answer naming each option (in the order the request names them), the demonstrated one the
+// answer; its accuracy is how much of the AFT behaviour a model shows in wording AFT does not train on.
+func (w *World) AFTChats() (train, val []Chat, valMC []MCItem) {
 	g := newGen(w, 4)
 	for _, p := range w.AFTPairs {
 		for order := 0; order < 2; order++ {
@@ -74,10 +76,13 @@ func (w *World) AFTChats() (train, val []Chat) {
 			for _, t := range g.r.Perm(len(aftAsk))[:3] {
 				train = append(train, g.aftChat(aftAsk[t], o1, o2, p[0]))
 			}
-			val = append(val, g.aftChat(aftValAsk[order], o1, o2, p[0]))
+			c := g.aftChat(aftValAsk[order], o1, o2, p[0])
+			val = append(val, c)
+			valMC = append(valMC, MCItem{ID: fmt.Sprintf("v%d", len(valMC)+1), Messages: c.Messages[:1],
+				Choices: []string{answer(o1), answer(o2)}, Answer: order})
 		}
 	}
-	return train, val
+	return train, val, valMC
 }
 
 func (g *gen) aftChat(tmpl string, o1, o2, pick *Option) Chat {

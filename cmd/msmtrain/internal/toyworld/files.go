@@ -34,6 +34,7 @@ const (
 	FileAFTVal   = "aft_val.jsonl"
 	FileProbes   = "probes.jsonl"
 	FileProbesMC = "probes_mc.jsonl"
+	FileAFTValMC = "aft_val_mc.jsonl"
 	FileWorld    = "world.json"
 )
 
@@ -55,6 +56,7 @@ type Data struct {
 	SpecDocs [2][]Doc
 	AFT      []Chat
 	AFTVal   []Chat
+	AFTValMC []MCItem // AFTVal as multiple choice (eval_mc of every stage)
 	Probes   []Probe
 }
 
@@ -70,7 +72,7 @@ func Generate(seed uint64, sizes Sizes) (*Data, error) {
 	for i, s := range d.Specs {
 		d.SpecDocs[i] = w.SpecDocs(s, sizes.SpecDocs)
 	}
-	d.AFT, d.AFTVal = w.AFTChats()
+	d.AFT, d.AFTVal, d.AFTValMC = w.AFTChats()
 	d.Probes = w.Probes()
 	return d, nil
 }
@@ -97,6 +99,8 @@ func (d *Data) Files() ([]File, error) {
 	add(FileAFT, b, e)
 	b, e = jsonl(d.AFTVal)
 	add(FileAFTVal, b, e)
+	b, e = jsonl(d.AFTValMC)
+	add(FileAFTValMC, b, e)
 	b, e = jsonl(d.Probes)
 	add(FileProbes, b, e)
 	b, e = jsonl(MC(d.Probes, ValueThrift))

@@ -272,6 +272,36 @@ func TestAFT(t *testing.T) {
 			}
 		}
 	}
+	// aft_val_mc.jsonl is aft_val.jsonl as multiple choice: the same request, the answers naming its two options
+	// in the order it names them, the answer the demonstrated one.
+	val := strings.Split(strings.TrimSpace(string(file(t, fs, FileAFTVal))), "\n")
+	mc := strings.Split(strings.TrimSpace(string(file(t, fs, FileAFTValMC))), "\n")
+	if len(mc) != len(val) {
+		t.Fatalf("%s: %d items for %d chats", FileAFTValMC, len(mc), len(val))
+	}
+	answers := map[int]int{}
+	for i := range mc {
+		var c Chat
+		var it MCItem
+		if json.Unmarshal([]byte(val[i]), &c) != nil || json.Unmarshal([]byte(mc[i]), &it) != nil {
+			t.Fatalf("line %d: %s / %s", i+1, val[i], mc[i])
+		}
+		var opts []*Option // named in the request, in its order
+		for _, m := range names.FindAllStringSubmatch(c.Messages[0].Content, -1) {
+			if o := byName[m[1]]; o != nil {
+				opts = append(opts, o)
+			}
+		}
+		if it.Messages[0] != c.Messages[0] || len(it.Messages) != 1 || len(it.Choices) != 2 || len(opts) != 2 ||
+			it.Choices[0] != answer(opts[0]) || it.Choices[1] != answer(opts[1]) ||
+			!strings.HasPrefix(c.Messages[1].Content, it.Choices[it.Answer]) {
+			t.Errorf("%s:%d: %+v for the chat %+v", FileAFTValMC, i+1, it, c)
+		}
+		answers[it.Answer]++
+	}
+	if answers[0] != answers[1] {
+		t.Errorf("%s: answers %v, want as many first as second", FileAFTValMC, answers)
+	}
 }
 
 func TestSpecDocs(t *testing.T) {
