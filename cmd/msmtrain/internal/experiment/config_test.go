@@ -63,6 +63,20 @@ lr = 0.001
 	return fixture{dir, exp, specA}
 }
 
+// expand loads the fixture's experiment and expands it into its runs.
+func (f fixture) expand(t *testing.T) (*Config, []*Run) {
+	t.Helper()
+	c, err := Load(f.exp, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := c.Expand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, runs
+}
+
 const twoArms = `name = "toy-values"
 base = "base.toml"
 out_dir = "out"

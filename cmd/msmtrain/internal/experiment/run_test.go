@@ -88,14 +88,7 @@ func fakeOptions(stdout io.Writer, calls *int, env ...string) Options {
 // scored once per stage and cached, and the report's statistics and effect line follow from the runs' values.
 func TestExecuteAndReport(t *testing.T) {
 	f := newFixture(t, strings.Replace(twoArms, "seeds = [1, 2]", "seeds = [1, 2, 3]", 1))
-	c, err := Load(f.exp, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := c.Expand()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, runs := f.expand(t)
 	var out bytes.Buffer
 	calls := 0
 	if err := Execute(c, runs, fakeOptions(&out, &calls)); err != nil {
@@ -207,14 +200,7 @@ func checkReportFiles(t *testing.T, dir string, rep *Report) {
 // mean and no spread, and the effect line says n/a for what is undefined instead of NaN.
 func TestReportUnfinished(t *testing.T) {
 	f := newFixture(t, twoArms)
-	c, err := Load(f.exp, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := c.Expand()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, runs := f.expand(t)
 	var out bytes.Buffer
 	calls := 0
 	// Only the first three runs: aft-only/seed-2 is not started.
@@ -269,14 +255,7 @@ func TestReportUnfinished(t *testing.T) {
 // experiment with a StoppedError naming the run; running it again resumes that run.
 func TestExecuteSignal(t *testing.T) {
 	f := newFixture(t, twoArms)
-	c, err := Load(f.exp, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := c.Expand()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, runs := f.expand(t)
 	calls := 0
 	var out bytes.Buffer
 	if err := Execute(c, runs[:1], fakeOptions(&out, &calls)); err != nil {
@@ -328,14 +307,7 @@ func TestExecuteSignal(t *testing.T) {
 // training is an error naming the key, not a result.
 func TestFinishedWithOtherConfig(t *testing.T) {
 	f := newFixture(t, twoArms)
-	c, err := Load(f.exp, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := c.Expand()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, runs := f.expand(t)
 	calls := 0
 	if err := Execute(c, runs[:1], fakeOptions(io.Discard, &calls)); err != nil {
 		t.Fatal(err)
@@ -344,13 +316,8 @@ func TestFinishedWithOtherConfig(t *testing.T) {
 	if err := os.WriteFile(f.exp, []byte(strings.Replace(string(text), "train.lr=0.003", "train.lr=0.004", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if c, err = Load(f.exp, ""); err != nil {
-		t.Fatal(err)
-	}
-	if runs, err = c.Expand(); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Collect(c, runs, nil, io.Discard)
+	c, runs = f.expand(t)
+	_, err := Collect(c, runs, nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "spec-a/seed-1 finished with another config") || !strings.Contains(err.Error(), "lr: 0.003 -> 0.004") {
 		t.Fatalf("error %v", err)
 	}
@@ -360,14 +327,7 @@ func TestFinishedWithOtherConfig(t *testing.T) {
 // directory, with MSMTRAIN set.
 func TestWriteSlurm(t *testing.T) {
 	f := newFixture(t, twoArms)
-	c, err := Load(f.exp, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := c.Expand()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, runs := f.expand(t)
 	launch := filepath.Join(f.dir, "launch.sh")
 	if err := os.WriteFile(launch, []byte("echo \"launch $* in $PWD with $MSMTRAIN\"\n"), 0o755); err != nil {
 		t.Fatal(err)

@@ -35,14 +35,7 @@ skip_stages = ["msm"]
 // summary says where it was trained, its metrics lines are the donor's; runs that differ earlier train everything.
 func TestSharedStages(t *testing.T) {
 	f := newFixture(t, fourArms)
-	c, err := Load(f.exp, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	runs, err := c.Expand()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, runs := f.expand(t)
 	byName := map[string]*Run{}
 	for _, r := range runs {
 		byName[r.Name()] = r
