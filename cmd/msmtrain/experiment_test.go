@@ -324,3 +324,93 @@ func readMetricRecords(t *testing.T, dir string) []rundir.TrainRecord {
 	}
 	return m.Train
 }
+
+// TestExperimentSharedStages: two arms that differ only in their AFT stage, trained for real by child processes:
+// the second is given the first's MSM stage (the trainer skips it) and ends with the model the first arm's
+// stage produced; when the MSM inputs change between the two, sharing is refused, naming the changed file.
+func TestExperimentSharedStages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains small runs in child processes")
+	}
+	model, _ := tinyModelDir(t)
+	dir := t.TempDir()
+	docs, chats := writeTrainingData(t, dir, 16)
+	writeFile(t, filepath.Join(dir, "base.toml"), fmt.Sprintf(`name = "share-test"
+[model]
+path = %q
+[lora]
+enabled = true
+r = 4
+alpha = 8
+targets = ["q_proj", "v_proj"]
+[train]
+seq_len = 48
+micro_batch = 2
+steps = 2
+lr = 1e-2
+[log]
+progress = "lines"
+[[stages]]
+name = "msm"
+kind = "msm"
+[stages.data]
+sources = [{ name = "docs", path = %q, kind = "documents" }]
+[[stages]]
+name = "aft"
+kind = "aft"
+[stages.data]
+sources = [{ name = "chats", path = %q, kind = "chats" }]
+`, model, docs, chats))
+	exp := writeFile(t, filepath.Join(dir, "experiment.toml"), `base = "base.toml"
+out_dir = "out"
+seeds = [1]
+[[arms]]
+name = "a"
+set = ["stages.aft.train.lr=0.02"]
+[[arms]]
+name = "b"
+set = ["stages.aft.train.lr=0.03"]
+`)
+	experimentCommand = func() ([]string, error) { return []string{os.Args[0], "-test.run=^TestExperimentChild$", "--"}, nil }
+	t.Cleanup(func() {
+		experimentCommand = func() ([]string, error) {
+			exe, err := os.Executable()
+			return []string{exe}, err
+		}
+	})
+	t.Setenv("MSM_EXPERIMENT_CHILD", "1")
+	o, err := runCmd(t, "experiment", "--config", exp)
+	if err != nil || !strings.Contains(o, "[2/2] b/seed-1: training (msm shared with a/seed-1)") {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	a, b := rundir.Dir(filepath.Join(dir, "out", "a", "seed-1")), rundir.Dir(filepath.Join(dir, "out", "b", "seed-1"))
+	if log, _ := os.ReadFile(b.ExperimentLogPath()); !strings.Contains(string(log), "stage msm: already complete") {
+		t.Errorf("b trained msm again:\n%s", log)
+	}
+	if sum, err := rundir.ReadSummary(b.Summary()); err != nil || len(sum.Stages) != 2 || sum.Stages[0].SharedFrom != a.Stage("") ||
+		sum.Stages[1].SharedFrom != "" {
+		t.Errorf("b's summary: %+v (%v)", sum, err)
+	}
+	for _, f := range []string{"adapter_model.safetensors", "adapter_config.json"} {
+		x, _ := os.ReadFile(filepath.Join(a.Output("msm"), f))
+		y, _ := os.ReadFile(filepath.Join(b.Output("msm"), f))
+		if len(x) == 0 || !bytes.Equal(x, y) {
+			t.Errorf("msm/output/%s of b is not a's", f)
+		}
+	}
+	// The MSM documents change: a's stage is no longer what b would train.
+	if err := os.RemoveAll(b.Stage("")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(docs, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, `{"text": "One more rule."}`)
+	f.Close()
+	o, err = runCmd(t, "experiment", "--config", exp)
+	if err == nil || !strings.Contains(err.Error(), "run b/seed-1 would be given stage msm of a/seed-1, which was trained on other data") ||
+		!strings.Contains(err.Error(), docs+": changed") {
+		t.Fatalf("changed data: %v\n%s", err, o)
+	}
+}

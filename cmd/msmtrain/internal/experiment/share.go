@@ -91,12 +91,24 @@ func shareFrom(r *Run, runs []*Run) (*Run, []string, error) {
 	return best, stages, nil
 }
 
-// shareStages puts the stages of donor into r's run directory, which training has not started (no config.toml):
+// shareStages puts the stages of donor into r's run directory, which training has not started (no config.toml),
+// after checking that the donor trained them on the data they would train on now (else it is an error):
 // each stage directory is assembled in a temporary directory beside its place and renamed into it, then its
 // eval_mc result (eval/<stage>-mc.json) copied and metrics.jsonl written with the donor's lines of those stages. An interruption leaves each stage directory
 // complete or absent.
 func shareStages(r, donor *Run, stages []string) error {
 	src, dst := rundir.Dir(donor.Dir), rundir.Dir(r.Dir)
+	for i, s := range stages { // what the donor trained on is what this run would train on now
+		changes, err := r.Config.DataChanges(&r.Config.Stages[i], src.Stage(s))
+		if err != nil {
+			return fmt.Errorf("run %s: checking the data of stage %s against %s's: %w", r.Name(), s, donor.Name(), err)
+		}
+		if len(changes) > 0 {
+			return fmt.Errorf("run %s would be given stage %s of %s, which was trained on other data than the stage's "+
+				"inputs now:\n  %s\nrestore the inputs, or remove the runs trained on the old data to train them again",
+				r.Name(), s, donor.Name(), strings.Join(changes, "\n  "))
+		}
+	}
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return err
 	}

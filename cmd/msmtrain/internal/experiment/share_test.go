@@ -101,7 +101,7 @@ func TestSharedStages(t *testing.T) {
 		}
 	}
 	// Given by a run that was given it: the summary names where the stage was trained.
-	third := &Run{Arm: "third", Seed: 1, Dir: filepath.Join(t.TempDir(), "third")}
+	third := &Run{Arm: "third", Seed: 1, Dir: filepath.Join(t.TempDir(), "third"), Config: byName["b/seed-1"].Config, Stages: byName["b/seed-1"].Stages}
 	if err := shareStages(third, byName["b/seed-1"], []string{"msm"}); err != nil {
 		t.Fatal(err)
 	}

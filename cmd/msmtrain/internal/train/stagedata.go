@@ -330,3 +330,39 @@ func checkPadding(st *Stage, ds *shard.Dataset, ld *loader.Loader, streams, worl
 	}
 	return nil
 }
+
+// DataChanges compares the data stage st would train on now with the data recorded in stageDir/data.json by a
+// finished stage (of this run, or of another run of the same config that msmtrain experiment gives the stage
+// to): nil when they are the same, else what changed, one line each. A stage directory without data.json has
+// nothing to compare: nil.
+func (c *Config) DataChanges(st *Stage, stageDir string) ([]string, error) {
+	rec, err := readDataRecord(filepath.Join(stageDir, rundir.DataRecordFile))
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	if st.Dataset != "" {
+		cur, err := currentRecord(c.datasetDir(st))
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Equal(rec.Shards, cur.Shards) {
+			return []string{fmt.Sprintf("the prepared data in %s differs from the data the stage was trained on", st.Dataset)}, nil
+		}
+		return nil, nil
+	}
+	pc, err := c.PrepConfig(st)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := prep.NewPlan(pc)
+	if err != nil {
+		return nil, err
+	}
+	if plan.Hash == rec.PrepHash {
+		return nil, nil
+	}
+	if ch := prep.ChangedInputs(rec.Inputs, plan.Inputs()); len(ch) > 0 {
+		return ch, nil
+	}
+	return []string{"the tokenizer, the data options or msmtrain's encoding of records changed"}, nil
+}
