@@ -91,7 +91,7 @@ type Report struct {
 	Stats      []Stat        `json:"stats"`
 	PlotMetric string        `json:"plot_metric,omitempty"`
 	Effect     *EffectResult `json:"effect,omitempty"`
-	// Comparisons are every pair of arms, every metric, at the last stage both arms have.
+	// Comparisons are every pair of arms, every metric, at every stage both arms have.
 	Comparisons []Comparison `json:"comparisons"`
 }
 
@@ -146,13 +146,14 @@ func BuildReport(c *Config, results []RunResult) *Report {
 	}
 	for i, a := range c.Arms {
 		for _, b := range c.Arms[i+1:] {
-			stage := lastCommon(c.armStages(a), c.armStages(b))
-			if stage == "" {
-				continue
-			}
-			for _, m := range metrics {
-				if cmp := compare(m, stage, a.Name, b.Name); cmp.NA+cmp.NB > 0 {
-					rep.Comparisons = append(rep.Comparisons, cmp)
+			for _, stage := range c.armStages(a) {
+				if !slices.Contains(c.armStages(b), stage) {
+					continue
+				}
+				for _, m := range metrics {
+					if cmp := compare(m, stage, a.Name, b.Name); cmp.NA+cmp.NB > 0 {
+						rep.Comparisons = append(rep.Comparisons, cmp)
+					}
 				}
 			}
 		}
@@ -202,16 +203,6 @@ func plain(vs []SeedValue) []float64 {
 		out[i] = v.Value
 	}
 	return out
-}
-
-// lastCommon is the last stage of a that b has too.
-func lastCommon(a, b []string) string {
-	for i := len(a) - 1; i >= 0; i-- {
-		if slices.Contains(b, a[i]) {
-			return a[i]
-		}
-	}
-	return ""
 }
 
 // metricNames lists the metrics any run has: the probes' by value label, then multiple choice, then the
@@ -394,7 +385,7 @@ func (rep *Report) Markdown(w io.Writer, plot string) error {
 
 	p("\n## Differences between arms\n\n")
 	n := len(rep.Seeds)
-	p("Each pair of arms, each metric, at the last stage both arms have: the difference of the means (A − B) and a ")
+	p("Each pair of arms, each metric, at each stage both arms have: the difference of the means (A − B) and a ")
 	p("two-sided t-test. When both arms have finished runs of the same seeds (at least 2), the test is **paired**: ")
 	p("a one-sample t-test of the per-seed differences (n − 1 degrees of freedom). The seed of a run sets its ")
 	p("initialisation and data order, so the runs of one seed share everything before the arms differ (a stage that ")

@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,6 +108,20 @@ func TestSharedStages(t *testing.T) {
 	}
 	if sum, err := rundir.ReadStageSummary(rundir.Dir(third.Dir).Done("msm")); err != nil || sum.SharedFrom != byName["a/seed-1"].Dir {
 		t.Errorf("shared twice: %+v (%v), want shared_from %s", sum, err, byName["a/seed-1"].Dir)
+	}
+	// The report compares a and b at both stages they have, in stage order; c and aft-only at aft only.
+	results, err := Collect(c, runs, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, cmp := range BuildReport(c, results).Comparisons {
+		if cmp.Metric == MetricEvalLoss {
+			got = append(got, cmp.A+"-"+cmp.B+"@"+cmp.Stage)
+		}
+	}
+	if s := strings.Join(got, " "); s != "a-b@msm a-b@aft a-c@msm a-c@aft a-aft-only@aft b-c@msm b-c@aft b-aft-only@aft c-aft-only@aft" {
+		t.Errorf("comparisons %s", s)
 	}
 	// Every run is finished and reported; a second Execute skips them all.
 	out.Reset()
