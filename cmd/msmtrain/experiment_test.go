@@ -102,33 +102,7 @@ func TestExperimentResume(t *testing.T) {
 	mc := writeFile(t, filepath.Join(dir, "mc.jsonl"), `{"id": "q1", "messages": [{"role": "user", "content": "Is it honest?"}], "choices": ["Yes", "No"], "answer": 0}
 `)
 	writeFile(t, filepath.Join(dir, "probes.jsonl"), testProbes)
-	writeFile(t, filepath.Join(dir, "base.toml"), fmt.Sprintf(`name = "exp-test"
-[model]
-path = %q
-[lora]
-enabled = true
-r = 4
-alpha = 8
-targets = ["q_proj", "v_proj"]
-[train]
-seq_len = 48
-micro_batch = 2
-steps = 3
-lr = 1e-2
-[log]
-progress = "lines"
-[[stages]]
-name = "msm"
-kind = "msm"
-[stages.data]
-sources = [{ name = "docs", path = %q, kind = "documents" }]
-[[stages]]
-name = "aft"
-kind = "aft"
-eval_mc = %q
-[stages.data]
-sources = [{ name = "chats", path = %q, kind = "chats" }]
-`, model, docs, mc, chats))
+	writeTwoStageBase(t, dir, "exp-test", model, docs, chats, 3, fmt.Sprintf("eval_mc = %q\n", mc))
 	exp := writeFile(t, filepath.Join(dir, "experiment.toml"), `name = "resume"
 base = "base.toml"
 out_dir = "out"
@@ -148,14 +122,7 @@ b = "aft-only"
 `)
 	out := filepath.Join(dir, "out")
 	run := func(name string) string { return filepath.Join(out, name) }
-	experimentCommand = func() ([]string, error) { return []string{os.Args[0], "-test.run=^TestExperimentChild$", "--"}, nil }
-	t.Cleanup(func() {
-		experimentCommand = func() ([]string, error) {
-			exe, err := os.Executable()
-			return []string{exe}, err
-		}
-	})
-	t.Setenv("MSM_EXPERIMENT_CHILD", "1")
+	trainInChildren(t)
 
 	// The runs' configs (--slurm writes them without training), the plan, and the first run trained by hand.
 	if o, err := runCmd(t, "experiment", "--config", exp, "--slurm", filepath.Join(dir, "exp.sbatch")); err != nil {
@@ -335,32 +302,7 @@ func TestExperimentSharedStages(t *testing.T) {
 	model, _ := tinyModelDir(t)
 	dir := t.TempDir()
 	docs, chats := writeTrainingData(t, dir, 16)
-	writeFile(t, filepath.Join(dir, "base.toml"), fmt.Sprintf(`name = "share-test"
-[model]
-path = %q
-[lora]
-enabled = true
-r = 4
-alpha = 8
-targets = ["q_proj", "v_proj"]
-[train]
-seq_len = 48
-micro_batch = 2
-steps = 2
-lr = 1e-2
-[log]
-progress = "lines"
-[[stages]]
-name = "msm"
-kind = "msm"
-[stages.data]
-sources = [{ name = "docs", path = %q, kind = "documents" }]
-[[stages]]
-name = "aft"
-kind = "aft"
-[stages.data]
-sources = [{ name = "chats", path = %q, kind = "chats" }]
-`, model, docs, chats))
+	writeTwoStageBase(t, dir, "share-test", model, docs, chats, 2, "")
 	exp := writeFile(t, filepath.Join(dir, "experiment.toml"), `base = "base.toml"
 out_dir = "out"
 seeds = [1]
@@ -371,14 +313,7 @@ set = ["stages.aft.train.lr=0.02"]
 name = "b"
 set = ["stages.aft.train.lr=0.03"]
 `)
-	experimentCommand = func() ([]string, error) { return []string{os.Args[0], "-test.run=^TestExperimentChild$", "--"}, nil }
-	t.Cleanup(func() {
-		experimentCommand = func() ([]string, error) {
-			exe, err := os.Executable()
-			return []string{exe}, err
-		}
-	})
-	t.Setenv("MSM_EXPERIMENT_CHILD", "1")
+	trainInChildren(t)
 	o, err := runCmd(t, "experiment", "--config", exp)
 	if err != nil || !strings.Contains(o, "[2/2] b/seed-1: training (msm shared with a/seed-1)") {
 		t.Fatalf("%v\n%s", err, o)
@@ -413,4 +348,48 @@ set = ["stages.aft.train.lr=0.03"]
 		!strings.Contains(err.Error(), docs+": changed") {
 		t.Fatalf("changed data: %v\n%s", err, o)
 	}
+}
+
+// writeTwoStageBase writes dir/base.toml: LoRA runs of model in two stages, msm on docs and aft on chats, of steps
+// optimizer steps each; aftExtra is added to the aft stage's keys.
+func writeTwoStageBase(t *testing.T, dir, name, model, docs, chats string, steps int, aftExtra string) {
+	t.Helper()
+	writeFile(t, filepath.Join(dir, "base.toml"), fmt.Sprintf(`name = %q
+[model]
+path = %q
+[lora]
+enabled = true
+r = 4
+alpha = 8
+targets = ["q_proj", "v_proj"]
+[train]
+seq_len = 48
+micro_batch = 2
+steps = %d
+lr = 1e-2
+[log]
+progress = "lines"
+[[stages]]
+name = "msm"
+kind = "msm"
+[stages.data]
+sources = [{ name = "docs", path = %q, kind = "documents" }]
+[[stages]]
+name = "aft"
+kind = "aft"
+%s[stages.data]
+sources = [{ name = "chats", path = %q, kind = "chats" }]
+`, name, model, steps, docs, aftExtra, chats))
+}
+
+// trainInChildren makes msmtrain experiment train its runs by TestExperimentChild processes of this test binary.
+func trainInChildren(t *testing.T) {
+	experimentCommand = func() ([]string, error) { return []string{os.Args[0], "-test.run=^TestExperimentChild$", "--"}, nil }
+	t.Cleanup(func() {
+		experimentCommand = func() ([]string, error) {
+			exe, err := os.Executable()
+			return []string{exe}, err
+		}
+	})
+	t.Setenv("MSM_EXPERIMENT_CHILD", "1")
 }
