@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,7 +143,7 @@ func TestToyWorld(t *testing.T) {
 				}
 			}
 			want := append(tok.Encode(c.Messages[1].Content), tmpl.EOT())
-			if !equalInts(trained, want) {
+			if !slices.Equal(trained, want) {
 				t.Fatalf("%s:%d: trained tokens %v, want the answer and <|im_end|> %v", name, i+1, trained, want)
 			}
 		}
@@ -163,18 +164,6 @@ func TestToyWorld(t *testing.T) {
 			}
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestToyWorldRefusesOddPaths(t *testing.T) {
