@@ -104,7 +104,7 @@ func (m *trainModel) SaveOutput(dir string) error {
 		return err
 	}
 	if m.base == "" && m.tokenizer != "" {
-		return copyFile(m.tokenizer, filepath.Join(dir, "tokenizer.json"))
+		return atomicfile.CopyFile(m.tokenizer, filepath.Join(dir, "tokenizer.json"))
 	}
 	return nil
 }
@@ -147,12 +147,4 @@ func (m *trainModel) MergeAdapter() error {
 	m.Model.Free()
 	m.Model = nm
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(dst, b)
 }

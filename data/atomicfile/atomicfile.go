@@ -13,6 +13,7 @@ package atomicfile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -82,6 +83,24 @@ func WriteFile(path string, data []byte) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Commit()
+}
+
+// CopyFile replaces dst with a copy of src atomically and durably (see Commit), streaming it.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := Create(dst)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", dst, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Abort()
+		return fmt.Errorf("copying %s to %s: %w", src, dst, err)
+	}
+	return out.Commit()
 }
 
 // SyncDir fsyncs a directory, making the renames and creations in it durable.

@@ -97,3 +97,31 @@ func TestPublishDir(t *testing.T) {
 		t.Fatalf("left %v", ents)
 	}
 }
+
+// TestCopyFile: the copy replaces what is at dst, with src's bytes, and leaves no temporary.
+func TestCopyFile(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	data := make([]byte, 3<<20) // more than one io.Copy buffer
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CopyFile(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != string(data) {
+		t.Fatalf("copied %d bytes, want %d", len(b), len(data))
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Fatalf("left %v", ents)
+	}
+	if err := CopyFile(filepath.Join(dir, "missing"), dst); err == nil {
+		t.Fatal("copying a missing file succeeded")
+	}
+}

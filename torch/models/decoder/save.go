@@ -3,7 +3,6 @@ package decoder
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -48,7 +47,7 @@ func (m *Model) Save(dir string) error {
 func (m *Model) copyTokenizer(dir string) error {
 	if m.srcDir != "" && m.srcDir != dir {
 		for _, f := range TokenizerFiles {
-			if err := copyFile(filepath.Join(m.srcDir, f), filepath.Join(dir, f)); err != nil && !os.IsNotExist(err) {
+			if err := atomicfile.CopyFile(filepath.Join(m.srcDir, f), filepath.Join(dir, f)); err != nil && !os.IsNotExist(err) {
 				return fmt.Errorf("decoder: save: %w", err)
 			}
 		}
@@ -101,24 +100,6 @@ func (m *Model) writeConfig(dir string) error {
 }
 
 var architectures = map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
-
-// copyFile copies src to dst atomically and durably.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := atomicfile.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Abort()
-		return err
-	}
-	return out.Commit()
-}
 
 // saveSharded gathers the units one at a time; rank 0 writes them as Save does.
 func (m *Model) saveSharded(dir string) error {
