@@ -477,6 +477,9 @@ func RMSNorm(x, w *Tensor, eps float64) *Tensor {
 	return op("rmsnorm", []*Tensor{x, w}, nil, []float64{eps})
 }
 
+// SwiGLU returns silu(g) * u, the gated MLP's activation (one fused pass each way on float32 CPU tensors).
+func SwiGLU(g, u *Tensor) *Tensor { return op("swiglu", []*Tensor{g, u}, nil, nil) }
+
 // Eq returns t == o elementwise.
 func (t *Tensor) Eq(o *Tensor) *Tensor { return op("eq", []*Tensor{t, o}, nil, nil) }
 

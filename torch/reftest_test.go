@@ -134,9 +134,20 @@ func refCases() []refCase {
 			tgt := x[1].MaskedFill(x[1].EqScalar(3), -100)
 			return CrossEntropy(x[0], tgt, x[2], -100, ReduceSum)
 		}, "cross_entropy(x[0], x[1].masked_fill(x[1] == 3, -100), x[2], -100, 1)", 1e-5},
+		// Wider than the fused kernel's 16 lanes with a remainder, large logits (the max is subtracted), ignored rows.
+		{"cross_entropy_wide", []input{f(9, 301), ii(301, 9)}, func(x []*Tensor) *Tensor {
+			return CrossEntropy(x[0].MulScalar(20), x[1].MaskedFill(x[1].Lt(Full(40, Int64, CPU, 9)), -100), nil, -100, ReduceSum)
+		}, "cross_entropy(x[0] * 20, x[1].masked_fill(x[1] < 40, -100), None, -100, 1)", 1e-5},
 		{"cross_entropy_none", []input{f(5, 4), ii(4, 5)}, func(x []*Tensor) *Tensor { return CrossEntropy(x[0], x[1], nil, -100, ReduceNone) }, "cross_entropy(x[0], x[1], None, -100, 0)", 1e-6},
 		{"embedding", []input{f(10, 4), ii(10, 2, 3)}, func(x []*Tensor) *Tensor { return Embedding(x[0], x[1]) }, "F.embedding(x[1], x[0])", 0},
 		{"rmsnorm", []input{f(2, 3, 8), f(8)}, func(x []*Tensor) *Tensor { return RMSNorm(x[0], x[1], 1e-6) }, "rms_norm(x[0], x[1], 1e-6)", 1e-6},
+		// Wider rows than the fused kernel's 16 lanes, with a remainder, over more rows than its 64-row blocks.
+		{"rmsnorm_wide", []input{f(3, 50, 37), f(37)}, func(x []*Tensor) *Tensor { return RMSNorm(x[0], x[1], 1e-6) }, "rms_norm(x[0], x[1], 1e-6)", 1e-5},
+		{"rmsnorm_frozen_weight", []input{f(70, 40), fc(40)}, func(x []*Tensor) *Tensor { return RMSNorm(x[0], x[1], 1e-6) }, "rms_norm(x[0], x[1], 1e-6)", 1e-5},
+		{"swiglu", []input{f(3, 7, 45), f(3, 7, 45)}, func(x []*Tensor) *Tensor { return SwiGLU(x[0], x[1]) }, "F.silu(x[0]) * x[1]", 1e-5},
+		{"swiglu_large", []input{{shape: []int64{4, 100}, kind: "f", grad: true}, fc(4, 100)}, func(x []*Tensor) *Tensor {
+			return SwiGLU(x[0].MulScalar(30), x[1])
+		}, "F.silu(x[0] * 30) * x[1]", 1e-5},
 		{"rmsnorm_bf16", []input{{shape: []int64{2, 3, 8}, kind: "f", dtype: BFloat16}, {shape: []int64{8}, kind: "f", dtype: BFloat16}}, func(x []*Tensor) *Tensor { return RMSNorm(x[0], x[1], 1e-5).To(Float32) }, "rms_norm(x[0], x[1], 1e-5).float()", 0},
 		{"rope", []input{f(2, 3, 5, 8), ii(50, 2, 5), input{shape: []int64{4}, kind: "p"}}, func(x []*Tensor) *Tensor {
 			c, s := RopeTable(x[1], x[2], Float32)

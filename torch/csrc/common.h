@@ -86,6 +86,17 @@ struct GradGuard {
   c10::optional<at::AutoGradMode> g;  // set only when the mode must change: the common call touches no state
 };
 
+// Fused kernels (kernels.cc): one pass each way on float32 contiguous CPU tensors, the composite ops otherwise.
+at::Tensor rms_norm(const at::Tensor &x, const at::Tensor &w, double eps);  // w * (x / sqrt(mean(x^2) + eps))
+at::Tensor swiglu(const at::Tensor &g, const at::Tensor &u);                // silu(g) * u
+// The per-row weighted cross-entropy (N) of float32 CPU logits (N, V), 0 where the target is ignore_index; an
+// undefined tensor where the fused kernel does not apply.
+at::Tensor cross_entropy_rows(const at::Tensor &logits, const at::Tensor &target, const at::Tensor *weight,
+                              int64_t ignore_index);
+// One AdamW step of p (grad g, moments m and v) in one pass; false (nothing done) unless all are float32 CPU.
+bool adamw_cpu(const at::Tensor &p, const at::Tensor &g, const at::Tensor &m, const at::Tensor &v, double decay,
+               double beta1, double beta2, double bc2_sqrt, double eps, double step_size);
+
 }  // namespace msm
 
 #define MSM_TRY try {

@@ -128,14 +128,18 @@ at::Tensor cross_entropy(const at::Tensor &logits, const at::Tensor &target, con
               logits.size(0), "), got ", target.sizes());
   auto lf = logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat);
   auto tgt = target.to(at::kLong);
-  auto l = at::cross_entropy_loss(lf, tgt, {}, at::Reduction::None, ignore_index);  // 0 where ignored
-  auto valid = tgt.ne(ignore_index).to(l.scalar_type());
-  at::Tensor w = valid;
+  at::Tensor wt;
   if (weight != nullptr) {
     TORCH_CHECK(weight->sizes() == target.sizes(), "cross_entropy: weight must be (", target.size(0), "), got ",
                 weight->sizes());
-    w = weight->to(l.scalar_type()) * valid;
-    l = l * w;
+    wt = weight->to(lf.scalar_type());
+  }
+  auto valid = tgt.ne(ignore_index).to(lf.scalar_type());
+  at::Tensor w = weight != nullptr ? wt * valid : valid;
+  auto l = msm::cross_entropy_rows(lf, tgt, weight != nullptr ? &wt : nullptr, ignore_index);  // fused, float32 CPU
+  if (!l.defined()) {
+    l = at::cross_entropy_loss(lf, tgt, {}, at::Reduction::None, ignore_index);  // 0 where ignored
+    if (weight != nullptr) l = l * w;
   }
   if (reduction == 0) return l;
   if (reduction == 1) return l.sum();
@@ -239,12 +243,8 @@ std::vector<at::Tensor> run(int op, const Args &a) {
       auto c = a.t(1).unsqueeze(1), s = a.t(2).unsqueeze(1);
       return {a.t(0) * c + rotate_half(a.t(0)) * s};
     }
-    case OP_RMSNORM: {
-      auto &x = a.t(0);
-      auto xf = x.to(at::kFloat);
-      xf = xf * at::rsqrt(xf.pow(2).mean({-1}, true) + a.d(0));
-      return {a.t(1) * xf.to(x.scalar_type())};
-    }
+    case OP_RMSNORM: return {msm::rms_norm(a.t(0), a.t(1), a.d(0))};
+    case OP_SWIGLU: return {msm::swiglu(a.t(0), a.t(1))};
     case OP_EQ: return {a.t(0).eq(a.t(1))};
     case OP_NE: return {a.t(0).ne(a.t(1))};
     case OP_LT: return {a.t(0).lt(a.t(1))};

@@ -10,7 +10,8 @@ using msm::T;
 extern "C" {
 
 // msm_adamw applies one AdamW step (decoupled weight decay, bias correction) to every parameter that has a grad,
-// exactly as torch.optim.AdamW's single-tensor path does. fused: use at::_fused_adamw_ on CUDA where available.
+// as torch.optim.AdamW's single-tensor path does (float32 CPU tensors in one pass, kernels.cc). fused: use
+// at::_fused_adamw_ on CUDA where available.
 char *msm_adamw(const msm_tensor *params, const msm_tensor *exp_avg, const msm_tensor *exp_avg_sq,
                 const double *weight_decay, int n, int64_t step, double lr, double beta1, double beta2, double eps,
                 int fused) {
@@ -54,6 +55,7 @@ char *msm_adamw(const msm_tensor *params, const msm_tensor *exp_avg, const msm_t
     if (!g.defined()) continue;
     auto &m = T(exp_avg[i]);
     auto &v = T(exp_avg_sq[i]);
+    if (msm::adamw_cpu(p, g, m, v, 1 - lr * weight_decay[i], beta1, beta2, bc2_sqrt, eps, step_size)) continue;
     p.mul_(1 - lr * weight_decay[i]);
     m.mul_(beta1).add_(g, 1 - beta1);
     v.mul_(beta2).addcmul_(g, g, 1 - beta2);

@@ -78,9 +78,9 @@ func (m *Model) block(l *layer, x, cos, sin, seg *torch.Tensor, cache *Cache, li
 	a = a.Transpose(1, 2).Reshape(B, T, H*D)                  // (B, T, H*D)
 	x = x.Add(m.linear(l.o, a))                               // (B, T, C)
 
-	h = torch.RMSNorm(x, l.postNorm, eps)                  // (B, T, C)
-	g := m.linear(l.gate, h).Silu().Mul(m.linear(l.up, h)) // (B, T, I)
-	return x.Add(m.linear(l.down, g))                      // (B, T, C)
+	h = torch.RMSNorm(x, l.postNorm, eps)                     // (B, T, C)
+	g := torch.SwiGLU(m.linear(l.gate, h), m.linear(l.up, h)) // (B, T, I)
+	return x.Add(m.linear(l.down, g))                         // (B, T, C)
 }
 
 // linear is x W^T + b, plus (alpha/r) dropout(x) A^T B^T in float32 when the projection has a LoRA adapter (the

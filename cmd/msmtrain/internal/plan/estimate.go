@@ -110,7 +110,8 @@ const (
 //     gradients of the layer's output and input. Without checkpointing: the last layer's forward, or the
 //     backward's gradients.
 //   - loss chunks: the logits of one chunk (rows = LossChunk / V positions) as fp32 log-probabilities, their
-//     gradient and the logits' gradient (12 bytes a logit), plus the final norm's and the hidden rows' tensors.
+//     gradient and the logits' gradient (12 bytes a logit; the CPU's fused kernel: the logits and their
+//     gradient, 8), plus the final norm's and the hidden rows' tensors.
 //   - gather buffers (sharded): one gathered layer (two on CUDA, where the next layer's all-gather runs ahead),
 //     or the head with the embedding around the loss; full fine-tuning adds the unit's whole gradient before its
 //     reduce-scatter.
@@ -204,16 +205,25 @@ func (r Run) Estimate() (*Estimate, error) {
 			gatherBwd += 2 * e * Pe
 		}
 	}
-	fwdLogit := int64(8) // fp32 logits and log-probabilities (the logits are fp32 already)
+	// The fused CPU cross-entropy keeps the fp32 logits instead of the log-probabilities and writes the logits'
+	// gradient in one pass (8 bytes a logit in backward, not 12).
+	fwdLogit, bwdLogit := int64(8), int64(12) // fp32 logits and log-probabilities (the logits are fp32 already)
+	if r.fusedKernels() {
+		fwdLogit, bwdLogit = 4, 8
+	}
 	if e != 4 {
-		fwdLogit = e + 8
+		fwdLogit += e
 	}
 	est.add(persistent, "loss forward", map[string]int64{Activations: acts, LossChunks: hidden + fwdLogit*rows*V, Gather: gatherFwd})
-	est.add(persistent, "loss backward", map[string]int64{Activations: acts, LossChunks: hidden + 12*rows*V, Gather: gatherBwd})
+	est.add(persistent, "loss backward", map[string]int64{Activations: acts, LossChunks: hidden + bwdLogit*rows*V, Gather: gatherBwd})
 
-	// The optimizer step: AdamW's temporaries for one tensor (the trainer does not ask for the fused kernel), and
-	// the gradient all-reduce's bucket (up to 64 MiB, and its flat copy) with more than one process.
+	// The optimizer step: AdamW's temporaries for one tensor (none on the CPU for fp32 parameters; on CUDA the
+	// trainer does not ask for the fused kernel), and the gradient all-reduce's bucket (up to 64 MiB, and its flat
+	// copy) with more than one process.
 	step := 2 * maxTensor
+	if r.fusedKernels() && (!ft || e == 4 || sharded) { // fp32 parameters: the fused CPU update, in place
+		step = 0
+	}
 	if W > 1 && !(sharded && ft) { // sharded full fine-tuning reduce-scatters in backward
 		step += 2 * min(64<<20, grads)
 	}
@@ -255,6 +265,10 @@ func (r Run) attention() Attention {
 	}
 	return Dense
 }
+
+// fusedKernels reports whether the CPU's fused kernels run (torch/csrc/kernels.cc): RMSNorm and SwiGLU on fp32
+// activations, the cross-entropy's logits, AdamW on fp32 parameters.
+func (r Run) fusedKernels() bool { return r.Device != "cuda" }
 
 func (r Run) lossChunk() int64 {
 	if r.LossChunk > 0 {

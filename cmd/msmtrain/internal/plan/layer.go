@@ -40,6 +40,7 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 	C, I, T, H := int64(m.Hidden), int64(m.Intermediate), int64(r.SeqLen), int64(m.Heads)
 	Hd, Kd := int64(m.Heads*m.HeadDim), int64(m.KVHeads*m.HeadDim)
 	lora := func(p string) bool { return !ft && slices.Contains(r.LoRA.Targets, p) }
+	fused := f32 && r.fusedKernels() // RMSNorm and SwiGLU as one op each (torch/csrc/kernels.cc)
 	add := func(op layerOp) int { ops = append(ops, op); return len(ops) - 1 }
 	keep := func(i int) {
 		if i >= 0 {
@@ -48,8 +49,12 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 	}
 	// norm is torch.RMSNorm of the output of op in (-1: the layer's input) of width w: in fp32 on an fp32 copy
 	// of the input (the input itself in fp32), whose square mean's backward keeps (libtorch 1.13); the normalised
-	// input too when the weight trains.
+	// input too when the weight trains. The fused CPU kernel keeps the input and a float per row.
 	norm := func(name string, in int, w int64) int {
+		if fused {
+			keep(in)
+			return add(layerOp{name: name, out: e * w, saved: 4})
+		}
 		o := layerOp{name: name, out: e * w, saved: 4 * w, tmp: 4 * w}
 		if f32 {
 			keep(in)
@@ -123,10 +128,12 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 	h2 := norm("post_attention_layernorm", x1, C)
 	g := linear("gate_proj", h2, C, I)
 	keep(g)
-	add(layerOp{name: "silu", out: e * I, kept: true}) // kept by the product
 	u := linear("up_proj", h2, C, I)
 	keep(u)
-	p := add(layerOp{name: "gate x up", out: e * I})
+	if !fused {
+		add(layerOp{name: "silu", out: e * I, kept: true}) // kept by the product
+	}
+	p := add(layerOp{name: "silu(gate) x up", out: e * I})
 	linear("down_proj", p, I, C)
 	add(layerOp{name: "residual (the output)", out: e * C})
 	return ops, mlp
