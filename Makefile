@@ -30,7 +30,7 @@ FORCE:
 
 CXXFLAGS := -std=c++17 -O2 -fPIC -Wall -Wno-unused-parameter -Wno-unused-variable -Wno-deprecated-declarations \
 	-D_GLIBCXX_USE_CXX11_ABI=$(LIBTORCH_CXX11_ABI) $(LIBTORCH_CXXFLAGS)
-LDLIBS := -L$(LIBTORCH_LIB) -Wl,-rpath,$(LIBTORCH_LIB) -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10
+LDLIBS := -L$(LIBTORCH_LIB) -Wl,-rpath,$(LIBTORCH_LIB) -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -ldl
 ifeq ($(LIBTORCH_CUDA),1)
 CXXFLAGS += -DMSM_CUDA
 LDLIBS += -ltorch_cuda -lc10_cuda
@@ -52,6 +52,9 @@ $(BUILD)/obj/%.o: torch/csrc/%.cc torch/csrc/*.h torch/csrc/ops.def $(BUILD)/lib
 	@mkdir -p $(dir $@)
 	@echo "c++ $<"
 	@$(CXX) $(CXXFLAGS) -c $< -o $@
+
+# The fused kernels are plain loops written for the vectorizer (-O3; no errno from sqrt).
+$(BUILD)/obj/kernels.o: CXXFLAGS += -O3 -fno-math-errno
 
 $(SHIM): $(SHIM_OBJ)
 	$(CXX) -shared -o $@ $^ $(LDLIBS)

@@ -12,6 +12,9 @@ import (
 // Version is the libtorch version the shim was built against.
 func Version() string { return C.GoString(C.msm_version()) }
 
+// BLASCore is OpenBLAS's kernel set for this CPU ("Haswell", "SkylakeX", ...), "" if libtorch uses another BLAS.
+func BLASCore() string { return C.GoString(C.msm_blas_core()) }
+
 // CUDABuilt reports whether the shim was built against a CUDA libtorch.
 func CUDABuilt() bool { return C.msm_cuda_built() != 0 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 
@@ -16,6 +17,13 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 		cuda = "with CUDA"
 	}
 	fmt.Fprintf(stdout, "libtorch %s (%s), %d CPU threads\n", torch.Version(), cuda, torch.NumThreads())
+	if core := torch.BLASCore(); core != "" {
+		how := "OpenBLAS's choice"
+		if v := os.Getenv("OPENBLAS_CORETYPE"); v != "" {
+			how = "OPENBLAS_CORETYPE=" + v
+		}
+		fmt.Fprintf(stdout, "blas: OpenBLAS, %s kernels (%s)\n", core, how)
+	}
 	fmt.Fprintf(stdout, "devices: %s\n", strings.Join(torch.Devices(), ", "))
 	return nil
 }

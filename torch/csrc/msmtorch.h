@@ -44,6 +44,7 @@ void msm_free_str(char *s);
 /* build and runtime information */
 const char *msm_version(void);      /* libtorch version the shim was built against */
 int msm_cuda_built(void);           /* 1 if the shim was built with CUDA support */
+const char *msm_blas_core(void);     /* OpenBLAS's kernel set ("" if libtorch does not use OpenBLAS) */
 int msm_cuda_device_count(void);    /* 0 on a CPU build */
 char *msm_cuda_device_name(int index, char *buf, int len);
 char *msm_cuda_mem_info(int index, int64_t *allocated, int64_t *peak, int64_t *reserved, int64_t *total);

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
 
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <mutex>
@@ -57,6 +58,12 @@ extern "C" {
 void msm_free_str(char *s) { std::free(s); }
 
 const char *msm_version(void) { return TORCH_VERSION; }
+
+const char *msm_blas_core(void) {
+  // openblas_get_corename is OpenBLAS's own (libtorch does not wrap it): looked up, so other BLASes link too.
+  auto f = reinterpret_cast<const char *(*)(void)>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return f != nullptr ? f() : "";
+}
 
 int msm_cuda_built(void) {
 #ifdef MSM_CUDA
