@@ -93,6 +93,9 @@ at::Tensor swiglu(const at::Tensor &g, const at::Tensor &u);                // s
 // undefined tensor where the fused kernel does not apply.
 at::Tensor cross_entropy_rows(const at::Tensor &logits, const at::Tensor &target, const at::Tensor *weight,
                               int64_t ignore_index);
+// softmax(scale * scores) over the keys each query (scores (B, ..., T, S), query t at key position t + S - T) may
+// see, causal and/or by a bool mask (1 or B, T, S), 0 elsewhere; undefined where the fused kernel does not apply.
+at::Tensor masked_softmax(const at::Tensor &scores, const at::Tensor *mask, bool causal, double scale);
 // One AdamW step of p (grad g, moments m and v) in one pass; false (nothing done) unless all are float32 CPU.
 bool adamw_cpu(const at::Tensor &p, const at::Tensor &g, const at::Tensor &m, const at::Tensor &v, double decay,
                double beta1, double beta2, double bc2_sqrt, double eps, double step_size);

@@ -1,6 +1,7 @@
 // kernels.cc: fused CPU kernels for the elementwise work of a training step. Written as composite ATen ops, an
 // RMSNorm reads and writes its (rows, C) tensors about 5 times forward and 10 times backward, SwiGLU (silu(g) * u)
-// 3 and 6 times, an AdamW update 8 times, cross-entropy's log-softmax and loss 6 times; on a CPU these passes over memory cost as much as a layer's matmuls.
+// 3 and 6 times, an AdamW update 8 times, cross-entropy's log-softmax and loss 6 times, attention's scaling,
+// masking and softmax 4 and 3 times; on a CPU these passes over memory cost as much as a layer's matmuls.
 // Here each is one pass (or two), as autograd Functions where they are differentiated. They serve float32 contiguous CPU tensors; everything else (CUDA, bf16, views)
 // takes the composite path in ops.cc. Loops have fixed order and fixed blocking (independent of the thread count),
 // so results are bit-reproducible; the inner loops are written so the compiler vectorizes them, with clones for
@@ -190,6 +191,65 @@ MSM_CLONES void ce_backward(const float *x, const int64_t *t, const float *w, co
   }
 }
 
+// softmax_rows, for rows [r0, r1) of scores x (rows, S), row r being query t = r % T: y = softmax(scale * x) over
+// the keys the query may see, 0 elsewhere. It sees key j if j <= t + S - T (when causal) and mask[(r / per_batch
+// when the mask has a batch, else 0), t, j] (when there is a mask). A row that sees no key is all zero.
+MSM_CLONES void softmax_rows(const float *x, const bool *mask, float *y, int64_t r0, int64_t r1, int64_t T,
+                             int64_t S, int64_t per_batch, bool mask_batched, bool causal, float scale) {
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t t = r % T;
+    const int64_t n = causal ? std::min(S, t + S - T + 1) : S;  // keys past n are never seen
+    const float *xr = x + r * S;
+    float *yr = y + r * S;
+    const bool *mr = mask != nullptr ? mask + ((mask_batched ? r / per_batch : 0) * T + t) * S : nullptr;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+      const float v = (mr == nullptr || mr[j]) ? xr[j] * scale : -INFINITY;
+      yr[j] = v;
+      m = std::max(m, v);
+    }
+    if (m == -INFINITY) {
+      std::memset(yr, 0, sizeof(float) * S);
+      continue;
+    }
+    float acc[kLanes] = {0};
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+      for (int l = 0; l < kLanes; l++) {
+        const float e = yr[j + l] == -INFINITY ? 0.0f : exp_f(yr[j + l] - m);
+        yr[j + l] = e;
+        acc[l] += e;
+      }
+    for (; j < n; j++) {
+      const float e = yr[j] == -INFINITY ? 0.0f : exp_f(yr[j] - m);
+      yr[j] = e;
+      acc[0] += e;
+    }
+    float sum = 0;
+    for (int l = 0; l < kLanes; l++) sum += acc[l];
+    const float inv = 1.0f / sum;
+    for (j = 0; j < n; j++) yr[j] *= inv;
+    for (j = n; j < S; j++) yr[j] = 0.0f;
+  }
+}
+
+// softmax_rows_backward: dx = scale * y * (dy - sum(dy * y)) per row (0 where y is).
+MSM_CLONES void softmax_rows_backward(const float *y, const float *dy, float *dx, int64_t r0, int64_t r1, int64_t S,
+                                      float scale) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float *yr = y + r * S, *dyr = dy + r * S;
+    float *dxr = dx + r * S;
+    float acc[kLanes] = {0};
+    int64_t j = 0;
+    for (; j + kLanes <= S; j += kLanes)
+      for (int l = 0; l < kLanes; l++) acc[l] += dyr[j + l] * yr[j + l];
+    for (; j < S; j++) acc[0] += dyr[j] * yr[j];
+    float d = 0;
+    for (int l = 0; l < kLanes; l++) d += acc[l];
+    for (j = 0; j < S; j++) dxr[j] = scale * (yr[j] * (dyr[j] - d));
+  }
+}
+
 constexpr int64_t kGrain = 32768;  // floats per parallel task of an elementwise kernel
 
 struct RMSNormFn : public torch::autograd::Function<RMSNormFn> {
@@ -328,6 +388,40 @@ struct CrossEntropyFn : public torch::autograd::Function<CrossEntropyFn> {
   }
 };
 
+// MaskedSoftmaxFn: softmax(scale * scores) over the last axis of scores (..., T, S) where the query may see the
+// key (causal and/or a bool mask (1 or B, T, S)), 0 elsewhere: attention's scaling, masking and softmax in one pass.
+struct MaskedSoftmaxFn : public torch::autograd::Function<MaskedSoftmaxFn> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &mask, bool causal,
+                            double scale) {
+    const int64_t S = x.size(-1), T = x.size(-2), R = x.numel() / S, B = x.size(0);
+    auto y = at::empty_like(x);
+    const bool *mp = mask.numel() > 0 ? mask.data_ptr<bool>() : nullptr;
+    const bool batched = mask.numel() > 0 && mask.size(0) > 1;
+    const float *xp = x.data_ptr<float>();
+    float *yp = y.data_ptr<float>();
+    at::parallel_for(0, R, std::max<int64_t>(1, kGrain / S), [&](int64_t r0, int64_t r1) {
+      softmax_rows(xp, mp, yp, r0, r1, T, S, R / B, batched, causal, static_cast<float>(scale));
+    });
+    ctx->save_for_backward({y});
+    ctx->saved_data["scale"] = scale;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    const auto y = ctx->get_saved_variables()[0];
+    const auto dy = grads[0].contiguous();
+    const int64_t S = y.size(-1), R = y.numel() / S;
+    auto dx = at::empty_like(y);
+    const float scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
+    const float *yp = y.data_ptr<float>(), *dyp = dy.data_ptr<float>();
+    float *dxp = dx.data_ptr<float>();
+    at::parallel_for(0, R, std::max<int64_t>(1, kGrain / S), [&](int64_t r0, int64_t r1) {
+      softmax_rows_backward(yp, dyp, dxp, r0, r1, S, scale);
+    });
+    return {dx, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 bool cpu_float(const at::Tensor &t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && t.numel() > 0;
 }
@@ -353,6 +447,19 @@ at::Tensor cross_entropy_rows(const at::Tensor &logits, const at::Tensor &target
   auto t = target.to(at::kLong).contiguous();
   auto w = weight != nullptr ? weight->contiguous() : at::ones({logits.size(0)}, logits.options());
   return CrossEntropyFn::apply(logits, t, w, ignore_index);
+}
+
+at::Tensor masked_softmax(const at::Tensor &scores, const at::Tensor *mask, bool causal, double scale) {
+  if (!cpu_float(scores) || scores.dim() < 3) return at::Tensor();
+  const int64_t B = scores.size(0), T = scores.size(-2), S = scores.size(-1);
+  at::Tensor m = at::empty({0}, scores.options().dtype(at::kBool));
+  if (mask != nullptr) {
+    if (!mask->device().is_cpu() || mask->scalar_type() != at::kBool || mask->dim() != 3 || mask->size(1) != T ||
+        mask->size(2) != S || (mask->size(0) != 1 && mask->size(0) != B))
+      return at::Tensor();
+    m = mask->contiguous();
+  }
+  return MaskedSoftmaxFn::apply(scores, m, causal, scale);
 }
 
 bool adamw_cpu(const at::Tensor &p, const at::Tensor &g, const at::Tensor &m, const at::Tensor &v, double decay,

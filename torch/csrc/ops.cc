@@ -106,8 +106,13 @@ at::Tensor attention(const at::Tensor &q, at::Tensor k, at::Tensor v, const at::
   // repeat_interleave pairs them), so the G query heads of a kv head are stacked along the query axis, (B, Hkv,
   // G*T, D), and multiply k and v as they are (a broadcast over G would be copied inside matmul).
   const int64_t B = q.size(0), G = Hq / Hkv;
-  auto scores = at::matmul(q.reshape({B, Hkv, G * T, D}), k.transpose(-2, -1)).mul_(scale);  // (B, Hkv, G*T, S)
-  scores = scores.view({B, Hkv, G, T, S});
+  auto scores = at::matmul(q.reshape({B, Hkv, G * T, D}), k.transpose(-2, -1));  // (B, Hkv, G*T, S)
+  // float32 on the CPU: scaling, masking and softmax in one pass each way (kernels.cc)
+  at::Tensor m3;
+  if (explicit_mask) m3 = mask.squeeze(1);  // (B or 1, T, S)
+  auto fused = msm::masked_softmax(scores.view({B, Hkv * G, T, S}), explicit_mask ? &m3 : nullptr, causal, scale);
+  if (fused.defined()) return at::matmul(fused.view({B, Hkv, G * T, S}), v).view({B, Hq, T, D});
+  scores = scores.mul_(scale).view({B, Hkv, G, T, S});
   if (explicit_mask) {
     scores = scores.masked_fill(mask.unsqueeze(1).logical_not(), -std::numeric_limits<double>::infinity());
   } else if (causal) {

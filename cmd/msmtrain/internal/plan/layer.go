@@ -40,7 +40,7 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 	C, I, T, H := int64(m.Hidden), int64(m.Intermediate), int64(r.SeqLen), int64(m.Heads)
 	Hd, Kd := int64(m.Heads*m.HeadDim), int64(m.KVHeads*m.HeadDim)
 	lora := func(p string) bool { return !ft && slices.Contains(r.LoRA.Targets, p) }
-	fused := f32 && r.fusedKernels() // RMSNorm and SwiGLU as one op each (torch/csrc/kernels.cc)
+	fused := f32 && r.fusedKernels() // RMSNorm, SwiGLU, attention's softmax as one op each (torch/csrc/kernels.cc)
 	add := func(op layerOp) int { ops = append(ops, op); return len(ops) - 1 }
 	keep := func(i int) {
 		if i >= 0 {
@@ -106,7 +106,13 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 	keep(q)
 	keep(k)
 	keep(v)
-	if r.attention() == Dense {
+	switch {
+	case r.attention() == Dense && fused:
+		// the CPU's fused softmax: the scores (B, H, T, T) and the (B, 1, T, T) mask, transient; the
+		// probabilities (kept)
+		att.saved += 4 * H * T
+		att.tmp += 4*H*T + T
+	case r.attention() == Dense:
 		// scores (scaled in place) and masked (B, H, T, T) in the model's dtype, the probabilities in fp32 (kept)
 		// and cast back (kept), the (B, 1, T, T) mask (kept)
 		att.saved += T + 4*H*T
@@ -115,7 +121,7 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 			att.saved += e * H * T
 			att.tmp += 4 * H * T
 		}
-	} else {
+	default:
 		// the output, the log-sum-exp and the mask as an additive bias in the model's dtype are kept
 		att.kept = true
 		att.saved += 4*H + e*T
