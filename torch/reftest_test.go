@@ -153,6 +153,11 @@ func refCases() []refCase {
 			c, s := RopeTable(x[1], x[2], Float32)
 			return Rope(x[0], c, s)
 		}, "rope(x[0], *rope_table(x[1], x[2]))", 1e-5},
+		// As the decoder calls it: the projections' (B, T, H, D) seen as (B, H, T, D).
+		{"rope_transposed", []input{f(2, 5, 3, 8), ii(50, 2, 5), input{shape: []int64{4}, kind: "p"}}, func(x []*Tensor) *Tensor {
+			c, s := RopeTable(x[1], x[2], Float32)
+			return Rope(x[0].Transpose(1, 2), c, s).MulScalar(1.5)
+		}, "rope(x[0].transpose(1, 2), *rope_table(x[1], x[2])) * 1.5", 1e-5},
 		{"attention_causal", []input{f(2, 4, 6, 8), f(2, 4, 6, 8), f(2, 4, 6, 8)}, func(x []*Tensor) *Tensor { return Attention(x[0], x[1], x[2], nil, true, 0) }, "attention(x[0], x[1], x[2], None, True)", 1e-5},
 		{"attention_gqa_docs", []input{f(2, 4, 7, 8), f(2, 2, 7, 8), f(2, 2, 7, 8), seg(2, 7)}, func(x []*Tensor) *Tensor {
 			s := x[3].Cumsum(1) // monotone segment ids: documents packed one after another

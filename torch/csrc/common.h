@@ -96,6 +96,8 @@ at::Tensor cross_entropy_rows(const at::Tensor &logits, const at::Tensor &target
 // softmax(scale * scores) over the keys each query (scores (B, ..., T, S), query t at key position t + S - T) may
 // see, causal and/or by a bool mask (1 or B, T, S), 0 elsewhere; undefined where the fused kernel does not apply.
 at::Tensor masked_softmax(const at::Tensor &scores, const at::Tensor *mask, bool causal, double scale);
+// x (B, H, T, D) rotated by cos/sin (B, T, D) in the half-split layout of Llama and Qwen (rotate_half).
+at::Tensor rope(const at::Tensor &x, const at::Tensor &c, const at::Tensor &s);
 // One AdamW step of p (grad g, moments m and v) in one pass; false (nothing done) unless all are float32 CPU.
 bool adamw_cpu(const at::Tensor &p, const at::Tensor &g, const at::Tensor &m, const at::Tensor &v, double decay,
                double beta1, double beta2, double bc2_sqrt, double eps, double step_size);

@@ -1,7 +1,7 @@
 // kernels.cc: fused CPU kernels for the elementwise work of a training step. Written as composite ATen ops, an
 // RMSNorm reads and writes its (rows, C) tensors about 5 times forward and 10 times backward, SwiGLU (silu(g) * u)
 // 3 and 6 times, an AdamW update 8 times, cross-entropy's log-softmax and loss 6 times, attention's scaling,
-// masking and softmax 4 and 3 times; on a CPU these passes over memory cost as much as a layer's matmuls.
+// masking and softmax 4 and 3 times, a rotary embedding 5 and 5 (and a copy); on a CPU these passes over memory cost as much as a layer's matmuls.
 // Here each is one pass (or two), as autograd Functions where they are differentiated. They serve float32 contiguous CPU tensors; everything else (CUDA, bf16, views)
 // takes the composite path in ops.cc. Loops have fixed order and fixed blocking (independent of the thread count),
 // so results are bit-reproducible; the inner loops are written so the compiler vectorizes them, with clones for
@@ -250,6 +250,38 @@ MSM_CLONES void softmax_rows_backward(const float *y, const float *dy, float *dx
   }
 }
 
+// rope_row rotates one head's vector x (D, stride 1) by cos/sin c, s (D): y[i] = x[i] c[i] - x[i+h] s[i],
+// y[i+h] = x[i+h] c[i+h] + x[i] s[i+h] (h = D/2, rotate_half's layout). backward: the transposed rotation.
+MSM_CLONES void rope_rows(const float *x, const float *c, const float *s, float *y, int64_t h, bool backward) {
+  if (!backward) {
+    for (int64_t i = 0; i < h; i++) {
+      y[i] = x[i] * c[i] - x[i + h] * s[i];
+      y[i + h] = x[i + h] * c[i + h] + x[i] * s[i + h];
+    }
+  } else {
+    for (int64_t i = 0; i < h; i++) {
+      y[i] = x[i] * c[i] + x[i + h] * s[i + h];
+      y[i + h] = x[i + h] * c[i + h] - x[i] * s[i];
+    }
+  }
+}
+
+// rope_apply runs rope_rows over x (B, H, T, D) with any strides of its first three axes (the last of stride 1)
+// into y (B, H, T, D) contiguous, with c, s (B, T, D) contiguous.
+void rope_apply(const at::Tensor &x, const at::Tensor &c, const at::Tensor &s, at::Tensor &y, bool backward) {
+  const int64_t B = x.size(0), H = x.size(1), T = x.size(2), D = x.size(3);
+  const int64_t sb = x.stride(0), sh = x.stride(1), st = x.stride(2);
+  const float *xp = x.data_ptr<float>(), *cp = c.data_ptr<float>(), *sp = s.data_ptr<float>();
+  float *yp = y.data_ptr<float>();
+  at::parallel_for(0, B * H * T, std::max<int64_t>(1, 32768 / D), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t t = r % T, hh = (r / T) % H, b = r / (T * H);
+      rope_rows(xp + b * sb + hh * sh + t * st, cp + (b * T + t) * D, sp + (b * T + t) * D, yp + r * D, D / 2,
+                backward);
+    }
+  });
+}
+
 constexpr int64_t kGrain = 32768;  // floats per parallel task of an elementwise kernel
 
 struct RMSNormFn : public torch::autograd::Function<RMSNormFn> {
@@ -422,6 +454,26 @@ struct MaskedSoftmaxFn : public torch::autograd::Function<MaskedSoftmaxFn> {
   }
 };
 
+// RopeFn: rotary embedding of x (B, H, T, D), which may be a transposed view of (B, T, H, D) (the projections'
+// layout), by cos/sin tables (B, T, D) without grad; the result is contiguous, as attention wants it.
+struct RopeFn : public torch::autograd::Function<RopeFn> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &c, const at::Tensor &s) {
+    auto y = at::empty(x.sizes(), x.options());
+    rope_apply(x, c, s, y, false);
+    ctx->save_for_backward({c, s});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto dy = grads[0];
+    if (dy.stride(-1) != 1) dy = dy.contiguous();
+    auto dx = at::empty(dy.sizes(), dy.options());
+    rope_apply(dy, saved[0], saved[1], dx, true);
+    return {dx, at::Tensor(), at::Tensor()};
+  }
+};
+
 bool cpu_float(const at::Tensor &t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && t.numel() > 0;
 }
@@ -460,6 +512,16 @@ at::Tensor masked_softmax(const at::Tensor &scores, const at::Tensor *mask, bool
     m = mask->contiguous();
   }
   return MaskedSoftmaxFn::apply(scores, m, causal, scale);
+}
+
+at::Tensor rope(const at::Tensor &x, const at::Tensor &c, const at::Tensor &s) {
+  if (x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() == 4 && x.stride(3) == 1 && x.size(3) % 2 == 0 &&
+      x.numel() > 0 && cpu_float(c) && cpu_float(s) && !c.requires_grad() && !s.requires_grad() && c.dim() == 3 &&
+      c.sizes() == s.sizes() && c.size(0) == x.size(0) && c.size(1) == x.size(2) && c.size(2) == x.size(3))
+    return RopeFn::apply(x, c, s);
+  auto cu = c.unsqueeze(1), su = s.unsqueeze(1);
+  const int64_t h = x.size(-1) / 2;
+  return x * cu + at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1) * su;
 }
 
 bool adamw_cpu(const at::Tensor &p, const at::Tensor &g, const at::Tensor &m, const at::Tensor &v, double decay,

@@ -54,11 +54,6 @@ struct Args {
   }
 };
 
-at::Tensor rotate_half(const at::Tensor &x) {
-  auto h = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
-}
-
 // attention computes softmax(q k^T * scale + mask) v for q (B, Hq, T, D) and k, v (B, Hkv, S, D), S >= T.
 // causal: query t sits at key position t + S - T and sees keys up to it. seg (B, S), if given: a query only sees
 // keys of its own segment (documents packed in one row; padding as a segment of its own).
@@ -243,11 +238,7 @@ std::vector<at::Tensor> run(int op, const Args &a) {
       auto dt = msm::dtype(static_cast<int>(a.i(0)));
       return {emb.cos().to(dt), emb.sin().to(dt)};
     }
-    case OP_ROPE: {
-      // x (B, H, T, D), cos/sin (B, T, D): the half-split (rotate_half) layout of Llama and Qwen.
-      auto c = a.t(1).unsqueeze(1), s = a.t(2).unsqueeze(1);
-      return {a.t(0) * c + rotate_half(a.t(0)) * s};
-    }
+    case OP_ROPE: return {msm::rope(a.t(0), a.t(1), a.t(2))};
     case OP_RMSNORM: return {msm::rms_norm(a.t(0), a.t(1), a.d(0))};
     case OP_SWIGLU: return {msm::swiglu(a.t(0), a.t(1))};
     case OP_EQ: return {a.t(0).eq(a.t(1))};

@@ -40,7 +40,7 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 	C, I, T, H := int64(m.Hidden), int64(m.Intermediate), int64(r.SeqLen), int64(m.Heads)
 	Hd, Kd := int64(m.Heads*m.HeadDim), int64(m.KVHeads*m.HeadDim)
 	lora := func(p string) bool { return !ft && slices.Contains(r.LoRA.Targets, p) }
-	fused := f32 && r.fusedKernels() // RMSNorm, SwiGLU, attention's softmax as one op each (torch/csrc/kernels.cc)
+	fused := f32 && r.fusedKernels() // RMSNorm, rope, attention's softmax, SwiGLU as one op each (torch/csrc/kernels.cc)
 	add := func(op layerOp) int { ops = append(ops, op); return len(ops) - 1 }
 	keep := func(i int) {
 		if i >= 0 {
@@ -98,8 +98,13 @@ func (r Run) layerOps() (ops []layerOp, mlp int) {
 		q = norm("q_norm", q, Hd)
 		k = norm("k_norm", k, Kd)
 	}
-	q = add(layerOp{name: "rope q", out: e * Hd, tmp: 3 * e * Hd})
-	k = add(layerOp{name: "rope k", out: e * Kd, tmp: 3 * e * Kd})
+	if fused { // one pass, no temporaries
+		q = add(layerOp{name: "rope q", out: e * Hd})
+		k = add(layerOp{name: "rope k", out: e * Kd})
+	} else {
+		q = add(layerOp{name: "rope q", out: e * Hd, tmp: 3 * e * Hd})
+		k = add(layerOp{name: "rope k", out: e * Kd, tmp: 3 * e * Kd})
+	}
 	// attention keeps q, k and v themselves (grouped-query attention without copies of k and v: libtorch 1.13's
 	// path stacks the query heads of a kv head, 2.5+ passes enable_gqa)
 	att := layerOp{name: "attention", out: e * Hd, tmp: 3 * T}
