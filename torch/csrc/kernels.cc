@@ -1,11 +1,14 @@
 // kernels.cc: fused CPU kernels for the elementwise work of a training step. Written as composite ATen ops, an
 // RMSNorm reads and writes its (rows, C) tensors about 5 times forward and 10 times backward, SwiGLU (silu(g) * u)
-// 3 and 6 times, an AdamW update 8 times, cross-entropy's log-softmax and loss 6 times, attention's scaling,
-// masking and softmax 4 and 3 times, a rotary embedding 5 and 5 (and a copy); on a CPU these passes over memory cost as much as a layer's matmuls.
-// Here each is one pass (or two), as autograd Functions where they are differentiated. They serve float32 contiguous CPU tensors; everything else (CUDA, bf16, views)
-// takes the composite path in ops.cc. Loops have fixed order and fixed blocking (independent of the thread count),
-// so results are bit-reproducible; the inner loops are written so the compiler vectorizes them, with clones for
-// AVX-512 and AVX2 picked at load time where the compiler supports it.
+// 3 and 6 times, a rotary embedding 5 and 5 (and a copy), attention's scaling, masking and softmax 4 and 3,
+// cross-entropy's log-softmax and loss 6, an AdamW update 8; on a CPU these passes over memory cost as much as a
+// layer's matmuls. Here each is one pass (or two), as autograd Functions where they are differentiated.
+//
+// They serve float32 CPU tensors (contiguous, or the rotary embedding's transposed view); everything else (CUDA,
+// bf16) takes the composite path in ops.cc. Loops run in a fixed order with fixed blocking, independent of the
+// thread count, so results are bit-reproducible on a given CPU. The inner loops are plain C++ written for the
+// vectorizer (built with -O3), cloned for x86-64-v4 (AVX-512) and v3 (AVX2, FMA) and picked at load time; the
+// v4 and v3 clones fuse the same multiply-adds, the portable one has no FMA and may round differently.
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <ATen/Parallel.h>
@@ -14,7 +17,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "common.h"
 
@@ -31,26 +33,17 @@ using torch::autograd::variable_list;
 
 constexpr int kLanes = 16;          // independent accumulators of a row sum (vectorizable, fixed order)
 constexpr int64_t kRowBlock = 64;   // rows per partial sum of a weight gradient (fixed: reproducible sums)
+constexpr int64_t kGrain = 32768;   // floats per parallel task
 
-// row_sumsq returns sum(x[i]^2) over n floats in a fixed order.
-inline float row_sumsq(const float *x, int64_t n) {
+// lane_sum returns the sum of term(i) for i in [0, n), accumulated in kLanes independent sums (the vectorizer
+// keeps them in registers) added in a fixed order at the end.
+template <class F>
+inline float lane_sum(int64_t n, F term) {
   float acc[kLanes] = {0};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; l++) acc[l] += x[i + l] * x[i + l];
-  for (; i < n; i++) acc[0] += x[i] * x[i];
-  float s = 0;
-  for (int l = 0; l < kLanes; l++) s += acc[l];
-  return s;
-}
-
-// row_dot returns sum(a[i] * b[i] * c[i]) over n floats in a fixed order.
-inline float row_dot3(const float *a, const float *b, const float *c, int64_t n) {
-  float acc[kLanes] = {0};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; l++) acc[l] += a[i + l] * b[i + l] * c[i + l];
-  for (; i < n; i++) acc[0] += a[i] * b[i] * c[i];
+    for (int l = 0; l < kLanes; l++) acc[l] += term(i + l);
+  for (; i < n; i++) acc[0] += term(i);
   float s = 0;
   for (int l = 0; l < kLanes; l++) s += acc[l];
   return s;
@@ -62,7 +55,8 @@ MSM_CLONES void rms_forward(const float *x, const float *w, float *y, float *rst
   for (int64_t r = r0; r < r1; r++) {
     const float *xr = x + r * C;
     float *yr = y + r * C;
-    const float s = 1.0f / std::sqrt(row_sumsq(xr, C) / static_cast<float>(C) + eps);
+    const float ss = lane_sum(C, [&](int64_t i) { return xr[i] * xr[i]; });
+    const float s = 1.0f / std::sqrt(ss / static_cast<float>(C) + eps);
     rstd[r] = s;
     for (int64_t i = 0; i < C; i++) yr[i] = w[i] * (xr[i] * s);
   }
@@ -78,7 +72,7 @@ MSM_CLONES void rms_backward(const float *x, const float *w, const float *rstd, 
     const float s = rstd[r];
     if (dx != nullptr) {
       // mean(dy * w * xhat) = s * mean(dy * w * x)
-      const float m = s * row_dot3(dyr, w, xr, C) / static_cast<float>(C);
+      const float m = s * lane_sum(C, [&](int64_t i) { return dyr[i] * w[i] * xr[i]; }) / static_cast<float>(C);
       float *dxr = dx + r * C;
       for (int64_t i = 0; i < C; i++) dxr[i] = s * (dyr[i] * w[i] - (xr[i] * s) * m);
     }
@@ -161,13 +155,7 @@ MSM_CLONES void ce_forward(const float *x, const int64_t *t, const float *w, flo
     for (; i < V; i++) mx[0] = std::max(mx[0], xr[i]);
     float m = mx[0];
     for (int l = 1; l < kLanes; l++) m = std::max(m, mx[l]);
-    float acc[kLanes] = {0};
-    i = 0;
-    for (; i + kLanes <= V; i += kLanes)
-      for (int l = 0; l < kLanes; l++) acc[l] += exp_f(xr[i + l] - m);
-    for (; i < V; i++) acc[0] += exp_f(xr[i] - m);
-    float sum = 0;
-    for (int l = 0; l < kLanes; l++) sum += acc[l];
+    const float sum = lane_sum(V, [&](int64_t j) { return exp_f(xr[j] - m); });
     mxo[r] = m;
     ls[r] = std::log(sum);
     loss[r] = t[r] == ignore ? 0.0f : w[r] * (ls[r] - (xr[t[r]] - m));
@@ -239,14 +227,8 @@ MSM_CLONES void softmax_rows_backward(const float *y, const float *dy, float *dx
   for (int64_t r = r0; r < r1; r++) {
     const float *yr = y + r * S, *dyr = dy + r * S;
     float *dxr = dx + r * S;
-    float acc[kLanes] = {0};
-    int64_t j = 0;
-    for (; j + kLanes <= S; j += kLanes)
-      for (int l = 0; l < kLanes; l++) acc[l] += dyr[j + l] * yr[j + l];
-    for (; j < S; j++) acc[0] += dyr[j] * yr[j];
-    float d = 0;
-    for (int l = 0; l < kLanes; l++) d += acc[l];
-    for (j = 0; j < S; j++) dxr[j] = scale * (yr[j] * (dyr[j] - d));
+    const float d = lane_sum(S, [&](int64_t j) { return dyr[j] * yr[j]; });
+    for (int64_t j = 0; j < S; j++) dxr[j] = scale * (yr[j] * (dyr[j] - d));
   }
 }
 
@@ -273,7 +255,7 @@ void rope_apply(const at::Tensor &x, const at::Tensor &c, const at::Tensor &s, a
   const int64_t sb = x.stride(0), sh = x.stride(1), st = x.stride(2);
   const float *xp = x.data_ptr<float>(), *cp = c.data_ptr<float>(), *sp = s.data_ptr<float>();
   float *yp = y.data_ptr<float>();
-  at::parallel_for(0, B * H * T, std::max<int64_t>(1, 32768 / D), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, B * H * T, std::max<int64_t>(1, kGrain / D), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const int64_t t = r % T, hh = (r / T) % H, b = r / (T * H);
       rope_rows(xp + b * sb + hh * sh + t * st, cp + (b * T + t) * D, sp + (b * T + t) * D, yp + r * D, D / 2,
@@ -281,8 +263,6 @@ void rope_apply(const at::Tensor &x, const at::Tensor &c, const at::Tensor &s, a
     }
   });
 }
-
-constexpr int64_t kGrain = 32768;  // floats per parallel task of an elementwise kernel
 
 struct RMSNormFn : public torch::autograd::Function<RMSNormFn> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &w, double eps) {
