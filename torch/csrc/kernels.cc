@@ -20,7 +20,8 @@
 
 #include "common.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+// x86-64-v3/v4 as clone targets need GCC 11; older compilers and clang build the portable loops only.
+#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && !defined(__CUDACC__)
 #define MSM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MSM_CLONES
@@ -105,7 +106,18 @@ inline float exp_f(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  return p * __builtin_bit_cast(float, bits);
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_bit_cast)
+#define MSM_BIT_CAST 1
+#endif
+#endif
+#ifdef MSM_BIT_CAST
+  return p * __builtin_bit_cast(float, bits);  // a memcpy here would keep GCC from vectorizing the loop
+#else
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+#endif
 }
 
 // swiglu_forward: y = g * sigmoid(g) * u over n floats.
